@@ -1,7 +1,13 @@
 import numpy as np
 import pytest
 
-from cxr_desktop.core.labels import FINDINGS, URGENT_FINDING, UnknownFindingError, canonical_finding, multi_hot
+from cxr_desktop.core.labels import (
+    FINDINGS,
+    URGENT_FINDING,
+    UnknownFindingError,
+    canonical_finding,
+    multi_hot,
+)
 
 
 def test_canonical_order_and_urgent_finding():

@@ -134,9 +134,7 @@ def efficientnet_b0(num_outputs: int, imagenet: bool) -> nn.Module:
     return model
 
 
-@register(
-    "mobilenet_v3_large", lambda m: m.features[-1], "MobileNetV3-Large (torchvision), 5.5 M parameters"
-)
+@register("mobilenet_v3_large", lambda m: m.features[-1], "MobileNetV3-Large (torchvision), 5.5 M parameters")
 def mobilenet_v3_large(num_outputs: int, imagenet: bool) -> nn.Module:
     model = _torchvision("mobilenet_v3_large", "MobileNet_V3_Large_Weights", imagenet)
     model.classifier[-1] = nn.Linear(model.classifier[-1].in_features, num_outputs)

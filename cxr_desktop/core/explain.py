@@ -16,9 +16,7 @@ from torch import nn
 from cxr_desktop.core.preprocess import PreprocessSpec, input_box
 
 
-def grad_cam(
-    model: nn.Module, target_layer: nn.Module, inputs: torch.Tensor, output_index: int
-) -> np.ndarray:
+def grad_cam(model: nn.Module, target_layer: nn.Module, inputs: torch.Tensor, output_index: int) -> np.ndarray:
     """Grad-CAM maps in [0, 1] at input resolution, one per item of ``inputs`` (N, C, H, W)."""
     was_training = model.training
     model.eval()

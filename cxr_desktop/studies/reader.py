@@ -22,7 +22,7 @@ def has_dicom_preamble(path: Path) -> bool:
 
 
 def study_kind(path: Path) -> str | None:
-    """"dicom", "raster", or None for files that are not studies (README.txt, CSVs, ...)."""
+    """ "dicom", "raster", or None for files that are not studies (README.txt, CSVs, ...)."""
     suffix = path.suffix.lower()
     if suffix in DICOM_SUFFIXES:
         return "dicom"

@@ -1,0 +1,133 @@
+"""``cxr-triage``: headless batch triage with the same engine as the app; one CSV row per image file."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import logging
+import sys
+from pathlib import Path
+
+import cv2
+from tqdm import tqdm
+
+from cxr_desktop.core.bundle import BundleError
+from cxr_desktop.core.explain import overlay
+from cxr_desktop.core.labels import FINDINGS
+from cxr_desktop.core.preprocess import to_uint8
+from cxr_desktop.core.resources import default_model_dir
+from cxr_desktop.inference.engine import Engine, StudyResult
+from cxr_desktop.studies.nih import nih_study_metadata, read_nih_table
+from cxr_desktop.studies.reader import read_study
+from cxr_desktop.studies.scan import iter_study_files
+from cxr_desktop.studies.study import StudyError
+
+log = logging.getLogger("cxr_desktop.cli")
+
+COLUMNS = [
+    "path",
+    "status",
+    "error",
+    "study_key",
+    "patient_id",
+    "study_date",
+    "view_position",
+    "urgent",
+    "cardiomegaly_threshold",
+    *FINDINGS,
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cxr-triage", description=__doc__)
+    parser.add_argument("paths", nargs="+", type=Path, help="image files or folders (searched recursively)")
+    parser.add_argument("--model", type=Path, default=None, help="model bundle folder (default: the shipped model)")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--operating-point", default=None, help="named operating point from the model card")
+    parser.add_argument("--out", type=Path, default=None, help="CSV file to write (default: standard output)")
+    parser.add_argument("--heatmaps", type=Path, default=None, help="write Grad-CAM overlays of urgent studies here")
+    parser.add_argument("--nih-labels", type=Path, default=None, help="NIH Data_Entry CSV for patient IDs and views")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def result_row(result: StudyResult, threshold: float) -> dict[str, str]:
+    info = result.info
+    row = {
+        "path": str(result.path),
+        "status": "ok" if result.ok else "error",
+        "error": result.error,
+        "study_key": info.study_key if info else "",
+        "patient_id": info.patient_id if info else "",
+        "study_date": info.study_date if info else "",
+        "view_position": info.view_position if info else "",
+        "urgent": "1" if result.urgent else "0",
+        "cardiomegaly_threshold": f"{threshold:.6f}",
+    }
+    for name in FINDINGS:
+        row[name] = f"{result.probabilities[name]:.6f}" if result.ok else ""
+    return row
+
+
+def write_heatmap(engine: Engine, result: StudyResult, folder: Path, metadata: dict | None) -> None:
+    try:
+        image = read_study(result.path, metadata).image
+    except StudyError as exc:  # the file changed since it was scored
+        log.warning("heatmap skipped for %s: %s", result.path.name, exc.reason)
+        return
+    heat = engine.heatmap(image)
+    rgb = overlay(to_uint8(image), heat)
+    folder.mkdir(parents=True, exist_ok=True)
+    name = (result.info.study_key if result.info else result.path.stem).replace(":", "_")
+    cv2.imwrite(str(folder / f"{name}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    model_dir = args.model or default_model_dir()
+    try:
+        engine = Engine.from_path(
+            model_dir,
+            device=args.device,
+            precision=args.precision,
+            batch_size=args.batch_size,
+            operating_point=args.operating_point,
+        )
+    except (BundleError, RuntimeError, ValueError, KeyError) as exc:
+        hint = "" if args.model else " (no default model is installed; pass --model BUNDLE)"
+        print(f"cxr-triage: cannot load model {model_dir}: {exc}{hint}", file=sys.stderr)
+        return 2
+    missing = [str(p) for p in args.paths if not p.exists()]
+    if missing:
+        print(f"cxr-triage: no such file or folder: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    metadata = nih_study_metadata(read_nih_table(args.nih_labels)) if args.nih_labels else None
+    files = list(iter_study_files(args.paths))
+    print(f"cxr-triage: {len(files)} files, model {engine.description}", file=sys.stderr)
+
+    out = open(args.out, "w", newline="", encoding="utf-8") if args.out else sys.stdout  # noqa: SIM115
+    try:
+        writer = csv.DictWriter(out, fieldnames=COLUMNS)
+        writer.writeheader()
+        bar = tqdm(total=len(files), unit="study", disable=args.quiet, file=sys.stderr)
+        counts = {"ok": 0, "error": 0, "urgent": 0}
+        for result in engine.triage(files, metadata):
+            writer.writerow(result_row(result, engine.policy.threshold))
+            counts["ok" if result.ok else "error"] += 1
+            counts["urgent"] += int(result.urgent)
+            if args.heatmaps and result.urgent:
+                write_heatmap(engine, result, args.heatmaps, (metadata or {}).get(result.path.name))
+            bar.update(1)
+        bar.close()
+    finally:
+        if args.out:
+            out.close()
+    print(f"cxr-triage: {counts['ok']} scored, {counts['urgent']} urgent, {counts['error']} errors", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,22 @@
+"""Where the app's shipped resources (the default model, icons) live, installed or frozen."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+
+def resources_dir() -> Path:
+    """``resources/`` beside the package, inside a PyInstaller bundle, or as ``CXR_RESOURCES`` says."""
+    override = os.environ.get("CXR_RESOURCES")
+    if override:
+        return Path(override)
+    frozen_root = getattr(sys, "_MEIPASS", None)
+    if frozen_root:
+        return Path(frozen_root) / "resources"
+    return Path(__file__).resolve().parents[2] / "resources"
+
+
+def default_model_dir() -> Path:
+    return resources_dir() / "models" / "default"

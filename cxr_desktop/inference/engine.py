@@ -1,0 +1,181 @@
+"""The engine: owns one model on one device, reads and preprocesses studies in a thread pool that overlaps
+the model, batches, and returns plain result objects. The GUI worker and ``cxr-triage`` share it."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cxr_desktop.core.architectures import cam_target_layer
+from cxr_desktop.core.bundle import LoadedBundle, load_bundle
+from cxr_desktop.core.explain import grad_cam, map_to_image
+from cxr_desktop.core.labels import finding_index
+from cxr_desktop.core.preprocess import normalize_input, resize_to_input, to_uint8
+from cxr_desktop.inference.triage import TriagePolicy
+from cxr_desktop.studies.reader import read_study
+from cxr_desktop.studies.study import StudyError, StudyInfo
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(requested: str = "auto") -> torch.device:
+    """ "auto" -> CUDA when available, else CPU; "cuda" without a GPU is an error, not a silent fallback."""
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError("CUDA was requested but no CUDA device is available")
+    if requested not in ("cpu",) and not requested.startswith("cuda"):
+        raise ValueError(f"unknown device {requested!r}; use auto, cpu or cuda")
+    return torch.device(requested)
+
+
+@dataclass
+class StudyResult:
+    """The outcome for one file: scores and the urgent flag, or the reason it could not be scored."""
+
+    path: Path
+    info: StudyInfo | None = None
+    probabilities: dict[str, float] = field(default_factory=dict)
+    urgent: bool = False
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.error
+
+
+@dataclass
+class _Prepared:
+    path: Path
+    info: StudyInfo | None = None
+    model_input: np.ndarray | None = None  # uint8 (size, size)
+    error: str = ""
+
+
+class Engine:
+    """One model on one device. ``precision`` is "fp32" or "bf16" (autocast; CPU or CUDA)."""
+
+    def __init__(
+        self,
+        bundle: LoadedBundle,
+        device: str = "auto",
+        batch_size: int = 16,
+        precision: str = "fp32",
+        workers: int | None = None,
+        operating_point: str | None = None,
+    ) -> None:
+        self.bundle = bundle
+        self.card = bundle.card
+        self.spec = bundle.card.spec
+        self.device = resolve_device(device)
+        self.batch_size = batch_size
+        if precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be fp32 or bf16, got {precision!r}")
+        self.precision = precision
+        self.workers = workers or max(1, min(4, os.cpu_count() or 1))
+        self.policy = TriagePolicy.from_card(self.card, operating_point)
+        self.model = bundle.model.to(self.device).eval()
+        if self.device.type == "cpu" or precision == "bf16":
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self._cam_layer = cam_target_layer(self.card.architecture, self.model)
+
+    @classmethod
+    def from_path(cls, path: str | Path, **kwargs) -> Engine:
+        return cls(load_bundle(path), **kwargs)
+
+    @property
+    def description(self) -> str:
+        name = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "CPU"
+        return f"{self.card.model_id} on {name} ({self.precision})"
+
+    # -- scoring -------------------------------------------------------------------------------------
+
+    def _to_batch(self, inputs: list[np.ndarray]) -> torch.Tensor:
+        stacked = torch.from_numpy(np.stack(inputs)).to(self.device, non_blocking=True)
+        batch = normalize_input(stacked, self.spec)
+        return batch.contiguous(memory_format=torch.channels_last)
+
+    def predict_inputs(self, inputs: list[np.ndarray]) -> np.ndarray:
+        """Probabilities (N, 14) for preprocessed uint8 model inputs."""
+        if not inputs:
+            return np.zeros((0, len(self.card.labels)), dtype=np.float32)
+        batch = self._to_batch(inputs)
+        with torch.inference_mode():
+            if self.precision == "bf16":
+                with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16):
+                    logits = self.model(batch)
+            else:
+                logits = self.model(batch)
+            return torch.sigmoid(logits.float()).cpu().numpy()
+
+    def predict_images(self, images: list[np.ndarray]) -> np.ndarray:
+        """Probabilities (N, 14) for gray display-polarity images of any size and bit depth."""
+        return self.predict_inputs([resize_to_input(to_uint8(img), self.spec) for img in images])
+
+    def _prepare(self, path: Path, metadata: dict[str, str] | None) -> _Prepared:
+        try:
+            study = read_study(path, metadata)
+            return _Prepared(path, study.info, resize_to_input(to_uint8(study.image), self.spec))
+        except StudyError as exc:
+            return _Prepared(path, error=exc.reason)
+        except (ValueError, MemoryError, OSError) as exc:  # anything a reader did not anticipate
+            log.warning("failed to read %s: %s", path.name, type(exc).__name__)
+            return _Prepared(path, error=f"{type(exc).__name__}: {exc}")
+
+    def _results(self, batch: list[_Prepared]) -> list[StudyResult]:
+        good = [p for p in batch if not p.error]
+        try:
+            probs = self.predict_inputs([p.model_input for p in good])
+        except RuntimeError as exc:  # e.g. CUDA out of memory: the rows get the reason, the run goes on
+            log.error("model failed on a batch: %s", exc)
+            return [StudyResult(p.path, p.info, error=p.error or f"model failed: {exc}") for p in batch]
+        by_path = {id(p): row for p, row in zip(good, probs, strict=True)}
+        results = []
+        for p in batch:
+            if p.error:
+                results.append(StudyResult(p.path, p.info, error=p.error))
+                continue
+            scores = {name: float(v) for name, v in zip(self.card.labels, by_path[id(p)], strict=True)}
+            results.append(StudyResult(p.path, p.info, scores, self.policy.is_urgent(scores)))
+        return results
+
+    def triage(
+        self,
+        paths: Iterable[Path],
+        metadata: Mapping[str, dict[str, str]] | None = None,
+        progress: Callable[[StudyResult], None] | None = None,
+    ) -> Iterator[StudyResult]:
+        """Score every file, in input order, decoding ahead of the model in a thread pool."""
+        meta = metadata or {}
+        pending: deque = deque()
+        todo = iter(paths)
+        ahead = self.batch_size * 3  # decoded inputs kept in flight; bounds memory on huge folders
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="cxr-read") as pool:
+            while True:
+                for path in itertools.islice(todo, max(0, ahead - len(pending))):
+                    pending.append(pool.submit(self._prepare, Path(path), meta.get(Path(path).name)))
+                if not pending:
+                    break
+                batch = [pending.popleft().result() for _ in range(min(self.batch_size, len(pending)))]
+                for result in self._results(batch):
+                    if progress is not None:
+                        progress(result)
+                    yield result
+
+    # -- explanation ---------------------------------------------------------------------------------
+
+    def heatmap(self, image: np.ndarray, finding: str | None = None) -> np.ndarray:
+        """Grad-CAM for ``finding`` (the urgent one by default), in [0, 1], over the original image."""
+        index = finding_index(finding or self.card.urgent_finding)
+        batch = self._to_batch([resize_to_input(to_uint8(image), self.spec)])
+        cam = grad_cam(self.model, self._cam_layer, batch, index)[0]
+        return map_to_image(cam, image.shape, self.spec)

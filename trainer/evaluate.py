@@ -1,0 +1,152 @@
+"""Evaluation: per-finding AUROC with 95 % bootstrap intervals, mean AUROC, accuracy / sensitivity /
+specificity at given thresholds, ROC curves (PNG), a JSON file and a markdown table."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from safetensors.torch import load_file
+from sklearn.metrics import roc_curve
+from torch.utils.data import DataLoader
+
+from cxr_desktop.core import architectures
+from cxr_desktop.core.labels import FINDINGS
+from cxr_desktop.core.preprocess import PreprocessSpec
+from trainer.config import TrainConfig, load_config
+from trainer.data.cache import ImageCache
+from trainer.data.dataset import XrayDataset
+from trainer.data.samples import SampleTable
+from trainer.fit import BEST, pick_device, predict, use_bf16
+from trainer.metrics import auroc, binary_stats, bootstrap_auroc_ci, threshold_at_sensitivity
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LoadedRun:
+    config: TrainConfig
+    model: torch.nn.Module
+    run_dir: Path
+
+
+def load_run(run_dir: Path) -> LoadedRun:
+    config = load_config(run_dir / "config.yaml")
+    model = architectures.create(config.architecture, len(FINDINGS), init="scratch")
+    model.load_state_dict(load_file(str(run_dir / BEST)))
+    return LoadedRun(config, model.eval(), run_dir)
+
+
+def predict_table(
+    model: torch.nn.Module,
+    table: SampleTable,
+    spec: PreprocessSpec,
+    cache: str = "",
+    device: str = "auto",
+    batch_size: int = 64,
+    workers: int = 0,
+) -> np.ndarray:
+    dev = pick_device(device)
+    model = model.to(dev).to(memory_format=torch.channels_last)
+    image_cache = ImageCache.open(Path(cache)) if cache else None
+    if image_cache is not None and any(image_cache.lookup(p) is None for p in table.paths):
+        image_cache = None  # images outside the cache: decode them
+    loader = DataLoader(XrayDataset(table, spec, None, image_cache), batch_size, num_workers=workers)
+    bf16 = use_bf16(TrainConfig(precision="auto"), dev)
+    return predict(model, loader, dev, spec, bf16)
+
+
+def evaluate_predictions(
+    labels: np.ndarray, probs: np.ndarray, thresholds: dict[str, float], bootstrap: int = 1000
+) -> dict:
+    per: dict[str, dict] = {}
+    for i, name in enumerate(FINDINGS):
+        y, p = labels[:, i], probs[:, i]
+        known = ~np.isnan(y)
+        if known.sum() == 0:
+            continue
+        low, high = bootstrap_auroc_ci(y, p, n=bootstrap, seed=i)
+        stats = binary_stats(y, p, thresholds.get(name, 0.5))
+        per[name] = {
+            "n": int(known.sum()),
+            "positives": int(np.nansum(y)),
+            "auroc": auroc(y, p),
+            "auroc_ci95": [low, high],
+            "threshold": stats.threshold,
+            "accuracy": stats.accuracy,
+            "sensitivity": stats.sensitivity,
+            "specificity": stats.specificity,
+        }
+    scored = [v["auroc"] for v in per.values() if not np.isnan(v["auroc"])]
+    return {"mean_auroc": float(np.mean(scored)) if scored else float("nan"), "findings": per}
+
+
+def _fmt(value: float) -> str:
+    return "–" if value is None or np.isnan(value) else f"{value:.3f}"
+
+
+def markdown_table(result: dict) -> str:
+    lines = [
+        "| finding | n | positives | AUROC | 95 % CI | threshold | accuracy | sensitivity | specificity |",
+        "|---|---:|---:|---:|---|---:|---:|---:|---:|",
+    ]
+    for name, r in result["findings"].items():
+        low, high = r["auroc_ci95"]
+        lines.append(
+            f"| {name} | {r['n']} | {r['positives']} | {_fmt(r['auroc'])} | {_fmt(low)}–{_fmt(high)} | "
+            f"{r['threshold']:.3f} | {_fmt(r['accuracy'])} | {_fmt(r['sensitivity'])} | {_fmt(r['specificity'])} |"
+        )
+    lines.append(f"\nMean AUROC over findings with positives and negatives: **{_fmt(result['mean_auroc'])}**")
+    return "\n".join(lines)
+
+
+def plot_rocs(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: Path, title: str) -> None:
+    """``curves``: label -> (y, p). One ROC curve per label on one set of axes."""
+    fig = Figure(figsize=(6, 6))
+    ax = fig.add_subplot()
+    for label, (y, p) in curves.items():
+        keep = ~np.isnan(y)
+        if len(np.unique(y[keep])) < 2:
+            continue
+        fpr, tpr, _ = roc_curve(y[keep].astype(int), p[keep])
+        ax.plot(fpr, tpr, lw=1.2, label=f"{label} ({auroc(y, p):.3f})")
+    ax.plot([0, 1], [0, 1], "k:", lw=0.8)
+    ax.set(xlabel="1 − specificity", ylabel="sensitivity", title=title, xlim=(0, 1), ylim=(0, 1))
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def thresholds_on(labels: np.ndarray, probs: np.ndarray, sensitivity: float) -> dict[str, float]:
+    return {
+        name: threshold_at_sensitivity(labels[:, i], probs[:, i], sensitivity)
+        for i, name in enumerate(FINDINGS)
+        if np.nansum(labels[:, i]) > 0
+    }
+
+
+def write_evaluation(
+    labels: np.ndarray,
+    probs: np.ndarray,
+    thresholds: dict[str, float],
+    out: Path,
+    title: str,
+    extra: dict | None = None,
+) -> dict:
+    out.mkdir(parents=True, exist_ok=True)
+    result = evaluate_predictions(labels, probs, thresholds)
+    result.update(extra or {})
+    (out / "metrics.json").write_text(json.dumps(result, indent=2))
+    (out / "metrics.md").write_text(f"# {title}\n\n{markdown_table(result)}\n")
+    plot_rocs(
+        {n: (labels[:, i], probs[:, i]) for i, n in enumerate(FINDINGS) if n in result["findings"]},
+        out / "roc.png",
+        title,
+    )
+    np.save(out / "probabilities.npy", probs)
+    return result

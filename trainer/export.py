@@ -1,0 +1,86 @@
+"""Export a run as the app's model bundle: thresholds chosen on validation, metrics and provenance in the card."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from cxr_desktop.core.bundle import ModelCard, save_bundle
+from cxr_desktop.core.labels import FINDINGS, URGENT_FINDING
+from trainer.evaluate import evaluate_predictions, load_run, predict_table, thresholds_on
+from trainer.metrics import youden_threshold
+from trainer.run import build_splits
+
+log = logging.getLogger(__name__)
+
+LIMITATIONS = [
+    "Triage aid that orders a reading worklist; every study must still be read by a radiologist.",
+    "Trained on small public samples (NIH ChestX-ray14 subsets); AUROC intervals are wide.",
+    "Heart size is overstated on AP films; the model was not calibrated separately for AP views.",
+    "Not validated on paediatric images, lateral views or devices other than those in the training data.",
+]
+
+
+def operating_points(labels: np.ndarray, probs: np.ndarray, target: float) -> dict[str, dict[str, float]]:
+    points = {
+        f"sensitivity_{target:.2f}": thresholds_on(labels, probs, target),
+        "sensitivity_0.95": thresholds_on(labels, probs, 0.95),
+        "youden": {
+            name: youden_threshold(labels[:, i], probs[:, i])
+            for i, name in enumerate(FINDINGS)
+            if np.nansum(labels[:, i]) > 0
+        },
+    }
+    return points
+
+
+def export_run(
+    run_dir: Path,
+    out: Path,
+    target_sensitivity: float = 0.9,
+    model_id: str | None = None,
+    device: str = "auto",
+    extra_provenance: dict | None = None,
+) -> ModelCard:
+    run = load_run(Path(run_dir))
+    splits = build_splits(run.config)
+    spec = run.config.spec()
+    val_probs = predict_table(run.model, splits.val, spec, run.config.cache, device)
+    points = operating_points(splits.val.labels, val_probs, target_sensitivity)
+    default_point = f"sensitivity_{target_sensitivity:.2f}"
+    metrics: dict = {"validation": evaluate_predictions(splits.val.labels, val_probs, points[default_point])}
+    if len(splits.test):
+        test_probs = predict_table(run.model, splits.test, spec, run.config.cache, device)
+        metrics["test"] = evaluate_predictions(splits.test.labels, test_probs, points[default_point])
+    data = json.loads((run.run_dir / "data.json").read_text())
+    history = [json.loads(line) for line in (run.run_dir / "metrics.jsonl").read_text().splitlines() if line]
+    trained = [
+        name for name in FINDINGS if any(np.nansum(t.labels[:, FINDINGS.index(name)]) for _, t in splits.items())
+    ]
+    card = ModelCard(
+        model_id=model_id or f"{run.config.architecture}-{run.run_dir.name}",
+        architecture=run.config.architecture,
+        preprocessing=spec.to_dict(),
+        operating_points=points,
+        default_operating_point=default_point,
+        urgent_finding=URGENT_FINDING,
+        provenance={
+            "run": run.run_dir.name,
+            "exported": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "code_version": data.get("code_version", "unknown"),
+            "data": {"dataset": run.config.dataset, "images": run.config.images, **data},
+            "config": run.config.to_dict(),
+            "epochs_trained": len(history),
+            "findings_with_labels": trained,
+            **(extra_provenance or {}),
+        },
+        metrics=metrics,
+        limitations=list(LIMITATIONS),
+    )
+    save_bundle(out, run.model, card)
+    log.info("exported %s to %s", run.run_dir, out)
+    return card
