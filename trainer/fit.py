@@ -236,8 +236,6 @@ def fit(config: TrainConfig, splits: Splits, run_dir: Path) -> dict:
                 val_auc,
                 train_seconds,
             )
-            with open(run_dir / "metrics.jsonl", "a", encoding="utf-8") as handle:
-                handle.write(json.dumps(record) + "\n")
             tmp = checkpoint.with_suffix(".tmp")
             torch.save(
                 {
@@ -250,6 +248,10 @@ def fit(config: TrainConfig, splits: Splits, run_dir: Path) -> dict:
                 tmp,
             )
             os.replace(tmp, checkpoint)
+            # derived from the checkpointed state, so a kill between the two writes cannot duplicate an epoch
+            lines = "".join(json.dumps(r) + "\n" for r in state["history"])
+            (run_dir / "metrics.jsonl.tmp").write_text(lines, encoding="utf-8")
+            os.replace(run_dir / "metrics.jsonl.tmp", run_dir / "metrics.jsonl")
         if rank.world > 1:
             dist.barrier()
     if not (run_dir / BEST).exists() and rank.main:  # validation never had both classes: keep the last weights

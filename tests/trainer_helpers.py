@@ -1,0 +1,47 @@
+"""A tiny synthetic folder dataset (large vs normal heart) and a config for fast trainer tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+
+from cxr_desktop.studies.synthetic import synthetic_chest
+
+TINY_CONFIG = """
+name: tiny
+dataset: folder
+images: {root}
+binary: Cardiomegaly
+positive_class: cardiomegaly
+architecture: resnet18
+init: scratch
+preprocessing: {{input_size: 32, resize: letterbox, contrast: none, normalization: imagenet, channels: 3}}
+augment: ["rotate:5"]
+epochs: 3
+batch_size: 8
+lr: 0.001
+early_stop_patience: 5
+out_dir: {out}
+precision: fp32
+device: cpu
+"""
+
+
+def make_folder_dataset(root: Path, per_class: int = 12) -> Path:
+    for split, count in (("train", per_class), ("val", per_class // 2), ("test", per_class // 2)):
+        for cls, ratio in (("cardiomegaly", 0.62), ("other", 0.38)):
+            folder = root / split / cls
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(count):
+                seed = hash((split, cls, i)) % 10_000
+                cv2.imwrite(str(folder / f"{i}.png"), synthetic_chest(64, heart_ratio=ratio, seed=seed))
+    return root
+
+
+def write_config(tmp: Path, root: Path, **extra: str) -> Path:
+    text = TINY_CONFIG.format(root=root, out=tmp / "runs")
+    text += "".join(f"{k}: {v}\n" for k, v in extra.items())
+    path = tmp / "tiny.yaml"
+    path.write_text(text)
+    return path
