@@ -1,15 +1,14 @@
 import numpy as np
 import pytest
+from trainer_helpers import make_folder_dataset
 
+from cxr_desktop.core.preprocess import PreprocessSpec
+from cxr_desktop.studies.synthetic import synthetic_chest
 from trainer.augment import REGISTRY, compose, parse
 from trainer.data.cache import ImageCache, build_cache
 from trainer.data.local import folder_splits
 from trainer.data.nih import nih_splits
 from trainer.data.samples import patient_split
-from cxr_desktop.core.preprocess import PreprocessSpec
-from cxr_desktop.studies.synthetic import synthetic_chest
-
-from trainer_helpers import make_folder_dataset
 
 
 def test_nih_splits_are_patient_wise_on_the_real_sample(shared_data):

@@ -8,11 +8,10 @@ import sys
 import time
 
 import pytest
+from trainer_helpers import make_folder_dataset, write_config
 
 from cxr_desktop.core.bundle import load_bundle
 from trainer.cli import main as train_main
-
-from trainer_helpers import make_folder_dataset, write_config
 
 CLI = [sys.executable, "-m", "trainer.cli"]
 
@@ -53,10 +52,15 @@ def test_resume_after_kill_matches_an_uninterrupted_run(tiny, tmp_path):
     tmp, root = tiny
     config = write_config(tmp_path, root, epochs="4")
     env = {**os.environ, "PYTHONPATH": os.getcwd()}
-    subprocess.run([*CLI, "train", "-c", str(config), "--set", "name=straight"], check=True, env=env,
-                   capture_output=True)
-    proc = subprocess.Popen([*CLI, "train", "-c", str(config), "--set", "name=killed"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        [*CLI, "train", "-c", str(config), "--set", "name=straight"], check=True, env=env, capture_output=True
+    )
+    proc = subprocess.Popen(
+        [*CLI, "train", "-c", str(config), "--set", "name=killed"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     killed = tmp_path / "runs" / "killed"
     deadline = time.time() + 120
     while time.time() < deadline and not (killed / "metrics.jsonl").exists():
@@ -78,9 +82,24 @@ def test_distributed_training_with_gloo_on_two_processes(tiny, tmp_path):
     config = write_config(tmp_path, root, epochs="1")
     env = {**os.environ, "PYTHONPATH": os.getcwd(), "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
-         "-m", "trainer.cli", "train", "-c", str(config), "--set", "name=ddp"],
-        env=env, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node=2",
+            "--master_port=29533",
+            "-m",
+            "trainer.cli",
+            "train",
+            "-c",
+            str(config),
+            "--set",
+            "name=ddp",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     run_dir = tmp_path / "runs" / "ddp"

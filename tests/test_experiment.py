@@ -1,0 +1,29 @@
+import yaml
+from trainer_helpers import TINY_CONFIG, make_folder_dataset
+
+from trainer.cli import main as train_main
+
+
+def test_experiment_grid_report_and_skip_on_rerun(tmp_path):
+    root = make_folder_dataset(tmp_path / "data", per_class=10)
+    base = yaml.safe_load(TINY_CONFIG.format(root=root, out=tmp_path / "runs"))
+    base["epochs"] = 1
+    spec = {
+        "name": "tiny-study",
+        "base": base,
+        "baseline": {"augment": ["none"]},
+        "grid": {"augment": [["none"], ["rotate:5"], ["blur"]], "seed": [0]},
+        "caveats": ["synthetic images"],
+    }
+    config = tmp_path / "study.yaml"
+    config.write_text(yaml.safe_dump(spec))
+    folder = tmp_path / "exp"
+    assert train_main(["experiment", str(config), "--out", str(folder)]) == 0
+    report = (folder / "report.md").read_text()
+    assert "augment=rotate5__seed=0" in report and "DeLong" in report and "baseline" in report
+    assert "synthetic images" in report
+    assert (folder / "roc.png").stat().st_size > 1000
+    assert (folder / "gallery.png").stat().st_size > 1000
+    stamp = (folder / "runs" / "augment=none__seed=0" / "checkpoint.pt").stat().st_mtime
+    assert train_main(["experiment", str(config), "--out", str(folder)]) == 0  # finished runs are skipped
+    assert (folder / "runs" / "augment=none__seed=0" / "checkpoint.pt").stat().st_mtime == stamp

@@ -1,0 +1,120 @@
+"""``cxr-train experiment``: a grid of runs (augmentation x init x architecture x seed) in sequence,
+resumable after a kill, then ``report.md`` with test AUROC (95 % CI), DeLong tests against the baseline,
+one ROC plot and a Grad-CAM gallery."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from cxr_desktop.core.labels import finding_index
+from trainer.config import load_config
+from trainer.evaluate import load_run, predict_table, thresholds_on
+from trainer.metrics import auroc, binary_stats, bootstrap_auroc_ci
+from trainer.run import build_splits, train
+
+log = logging.getLogger(__name__)
+GRID_KEYS = ("augment", "init", "architecture", "seed")
+
+
+@dataclass
+class GridRun:
+    name: str
+    values: dict[str, Any]
+    run_dir: Path
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, list):
+        return "+".join(str(v) for v in value) or "none"
+    text = str(value)
+    return text.rsplit("/", 1)[-1] if text.startswith("checkpoint:") else text
+
+
+def run_name(values: dict[str, Any]) -> str:
+    return "__".join(f"{k}={_short(values[k])}".replace(":", "") for k in GRID_KEYS if k in values)
+
+
+def expand(spec: dict[str, Any], folder: Path) -> list[GridRun]:
+    grid = spec.get("grid", {})
+    unknown = set(grid) - set(GRID_KEYS)
+    if unknown:
+        raise ValueError(f"grid keys must be among {GRID_KEYS}, got {sorted(unknown)}")
+    keys = [k for k in GRID_KEYS if k in grid]
+    runs = []
+    for combo in itertools.product(*(grid[k] for k in keys)):
+        values = dict(zip(keys, combo, strict=True))
+        name = run_name(values)
+        runs.append(GridRun(name, values, folder / "runs" / name))
+    for extra in spec.get("extra_runs", []):  # runs outside the product, e.g. one more init
+        values = dict(extra)
+        runs.append(GridRun(run_name(values), values, folder / "runs" / run_name(values)))
+    return runs
+
+
+def evaluate_run(run: GridRun, finding: str) -> dict:
+    """Test predictions and metrics at the validation threshold for 0.90 sensitivity (cached in the run)."""
+    out = run.run_dir / "test_result.json"
+    if out.exists():
+        return json.loads(out.read_text())
+    loaded = load_run(run.run_dir)
+    splits = build_splits(loaded.config)
+    spec = loaded.config.spec()
+    val = predict_table(loaded.model, splits.val, spec, loaded.config.cache)
+    test = predict_table(loaded.model, splits.test, spec, loaded.config.cache)
+    i = finding_index(finding)
+    threshold = thresholds_on(splits.val.labels, val, 0.9).get(finding, 0.5)
+    y, p = splits.test.labels[:, i], test[:, i]
+    stats = binary_stats(y, p, threshold)
+    low, high = bootstrap_auroc_ci(y, p)
+    history = [json.loads(line) for line in (run.run_dir / "metrics.jsonl").read_text().splitlines()]
+    result = {
+        "name": run.name,
+        "values": run.values,
+        "val_auroc": auroc(splits.val.labels[:, i], val[:, i]),
+        "test_auroc": auroc(y, p),
+        "test_auroc_ci95": [low, high],
+        "threshold": threshold,
+        "accuracy": stats.accuracy,
+        "sensitivity": stats.sensitivity,
+        "specificity": stats.specificity,
+        "epochs": len(history),
+        "seconds_per_epoch": float(np.mean([h["train_seconds"] for h in history])),
+        "n_test": int((~np.isnan(y)).sum()),
+    }
+    np.save(run.run_dir / "test_probs.npy", p)
+    np.save(run.run_dir / "test_labels.npy", y)
+    out.write_text(json.dumps(result, indent=2))
+    return result
+
+
+def run_experiment(config_path: Path, folder: Path | None = None) -> Path:
+    spec = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+    folder = Path(folder or Path(spec.get("out_dir", "experiments")) / spec["name"])
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "experiment.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    finding = spec.get("finding", "Cardiomegaly")
+    runs = expand(spec, folder)
+    log.info("experiment %s: %d runs", spec["name"], len(runs))
+    for position, run in enumerate(runs, start=1):
+        if (run.run_dir / "done.json").exists():
+            log.info("[%d/%d] %s: done, skipped", position, len(runs), run.name)
+        else:
+            log.info("[%d/%d] %s", position, len(runs), run.name)
+            overrides = [f"{k}={json.dumps(v)}" for k, v in run.values.items()]
+            base = folder / "base.yaml"
+            base.write_text(yaml.safe_dump(spec["base"], sort_keys=False))
+            config = load_config(base, overrides + [f"name={run.name}"])
+            train(config, run.run_dir)
+        evaluate_run(run, finding)
+    from trainer.report import write_report
+
+    write_report(folder, spec, runs, finding)
+    return folder
