@@ -34,3 +34,41 @@ def dicom_dir(shared_data: Path) -> Path:
 @pytest.fixture(scope="session")
 def nih_sample(shared_data: Path) -> Path:
     return _require_or_skip(shared_data / "nih14-sample")
+
+
+def make_tiny_bundle(folder: Path, cardiomegaly_threshold: float = 0.5, arch: str = "resnet18") -> Path:
+    """A random-weight bundle built through the core API (tests must not depend on the shipped model)."""
+    import torch
+
+    from cxr_desktop.core.architectures import create
+    from cxr_desktop.core.bundle import ModelCard, save_bundle
+    from cxr_desktop.core.preprocess import PreprocessSpec
+
+    torch.manual_seed(0)
+    model = create(arch, 14)
+    card = ModelCard(
+        model_id="tiny-test-model",
+        architecture=arch,
+        preprocessing=PreprocessSpec(input_size=64).to_dict(),
+        operating_points={"sensitivity_0.90": {"Cardiomegaly": cardiomegaly_threshold}},
+        default_operating_point="sensitivity_0.90",
+    )
+    return save_bundle(folder, model, card)
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory) -> Path:
+    return make_tiny_bundle(tmp_path_factory.mktemp("bundle") / "tiny")
+
+
+@pytest.fixture(scope="session")
+def mixed_folder(tmp_path_factory, dicom_dir: Path, nih_sample: Path) -> Path:
+    """The shared DICOMs (CT included) and a few real NIH PNGs, linked into one folder."""
+    folder = tmp_path_factory.mktemp("studies")
+    for path in sorted(dicom_dir.glob("*.dcm")):
+        (folder / path.name).symlink_to(path)
+    nested = folder / "nih"
+    nested.mkdir()
+    for path in sorted((nih_sample / "images").glob("*.png"))[:8]:
+        (nested / path.name).symlink_to(path)
+    return folder

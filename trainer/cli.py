@@ -60,7 +60,7 @@ def _export(args: argparse.Namespace) -> int:
 def _experiment(args: argparse.Namespace) -> int:
     from trainer.experiment import run_experiment
 
-    run_experiment(Path(args.config), Path(args.out) if args.out else None)
+    run_experiment(Path(args.config), Path(args.out) if args.out else None, args.set)
     return 0
 
 
@@ -107,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("experiment", help="run a grid of runs and write report.md")
     p.add_argument("config", type=Path)
     p.add_argument("--out", type=Path)
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a base config value")
     p.set_defaults(func=_experiment)
     return parser
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ import numpy as np
 import yaml
 
 from cxr_desktop.core.labels import finding_index
-from trainer.config import load_config
+from trainer.config import TrainConfig, load_config
 from trainer.evaluate import load_run, predict_table, thresholds_on
 from trainer.metrics import auroc, binary_stats, bootstrap_auroc_ci
 from trainer.run import build_splits, train
@@ -95,8 +96,30 @@ def evaluate_run(run: GridRun, finding: str) -> dict:
     return result
 
 
-def run_experiment(config_path: Path, folder: Path | None = None) -> Path:
+def _comparable(config: dict) -> dict:
+    return {k: v for k, v in config.items() if k not in ("name", "out_dir")}
+
+
+def find_finished_twin(config: TrainConfig, folders: list[str]) -> Path | None:
+    """A finished run with the same resolved config in another experiment folder (saves recomputing it)."""
+    wanted = _comparable(config.to_dict())
+    for folder in folders:
+        for done in sorted(Path(folder).glob("runs/*/done.json")):
+            other = load_config(done.parent / "config.yaml")
+            if _comparable(other.to_dict()) == wanted:
+                return done.parent
+    return None
+
+
+def run_experiment(config_path: Path, folder: Path | None = None, base_overrides: list[str] | None = None) -> Path:
+    """Run every grid point not yet done, then write the report. ``base_overrides`` (``key=value``) change
+    the base config, e.g. where the images are on this machine."""
     spec = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+    if isinstance(spec.get("base"), str):  # a base config file, relative to the experiment file
+        spec["base"] = yaml.safe_load((config_path.parent / spec["base"]).read_text(encoding="utf-8"))
+    for item in base_overrides or []:
+        key, _, raw = item.partition("=")
+        spec["base"][key.strip()] = yaml.safe_load(raw)
     folder = Path(folder or Path(spec.get("out_dir", "experiments")) / spec["name"])
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "experiment.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
@@ -112,7 +135,13 @@ def run_experiment(config_path: Path, folder: Path | None = None) -> Path:
             base = folder / "base.yaml"
             base.write_text(yaml.safe_dump(spec["base"], sort_keys=False))
             config = load_config(base, overrides + [f"name={run.name}"])
-            train(config, run.run_dir)
+            twin = find_finished_twin(config, spec.get("reuse_from", []))
+            if twin is not None and not run.run_dir.exists():
+                log.info("reusing the identical finished run %s", twin)
+                run.run_dir.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copytree(twin, run.run_dir)
+            else:
+                train(config, run.run_dir)
         evaluate_run(run, finding)
     from trainer.report import write_report
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 from pathlib import Path
 
@@ -56,6 +57,9 @@ def build_splits(config: TrainConfig) -> Splits:
 
 
 def code_version() -> str:
+    """``git describe`` of the trainer's checkout (or ``CXR_CODE_VERSION`` where there is no git)."""
+    if os.environ.get("CXR_CODE_VERSION"):
+        return os.environ["CXR_CODE_VERSION"]
     try:
         out = subprocess.run(
             ["git", "describe", "--always", "--dirty"],

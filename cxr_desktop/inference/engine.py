@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -87,6 +88,7 @@ class Engine:
         if self.device.type == "cpu" or precision == "bf16":
             self.model = self.model.to(memory_format=torch.channels_last)
         self._cam_layer = cam_target_layer(self.card.architecture, self.model)
+        self._model_lock = threading.Lock()  # scoring and Grad-CAM may come from different threads
 
     @classmethod
     def from_path(cls, path: str | Path, **kwargs) -> Engine:
@@ -109,7 +111,7 @@ class Engine:
         if not inputs:
             return np.zeros((0, len(self.card.labels)), dtype=np.float32)
         batch = self._to_batch(inputs)
-        with torch.inference_mode():
+        with self._model_lock, torch.inference_mode():
             if self.precision == "bf16":
                 with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16):
                     logits = self.model(batch)
@@ -177,5 +179,6 @@ class Engine:
         """Grad-CAM for ``finding`` (the urgent one by default), in [0, 1], over the original image."""
         index = finding_index(finding or self.card.urgent_finding)
         batch = self._to_batch([resize_to_input(to_uint8(image), self.spec)])
-        cam = grad_cam(self.model, self._cam_layer, batch, index)[0]
+        with self._model_lock:
+            cam = grad_cam(self.model, self._cam_layer, batch, index)[0]
         return map_to_image(cam, image.shape, self.spec)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cxr_desktop.studies.dicom import read_dicom, read_dicom_header
 from cxr_desktop.studies.raster import RASTER_SUFFIXES, read_raster, read_raster_header
 from cxr_desktop.studies.study import LoadedStudy, StudyError, StudyInfo
 
@@ -53,6 +52,8 @@ def read_header(path: Path, metadata: dict[str, str] | None = None) -> StudyInfo
     kind = _guard(path)
     try:
         if kind == "dicom":
+            from cxr_desktop.studies.dicom import read_dicom_header  # pydicom loads only when a DICOM comes
+
             return read_dicom_header(path)
         return read_raster_header(path, metadata)
     except PermissionError:
@@ -67,6 +68,8 @@ def read_study(path: Path, metadata: dict[str, str] | None = None) -> LoadedStud
     kind = _guard(path)
     try:
         if kind == "dicom":
+            from cxr_desktop.studies.dicom import read_dicom
+
             return read_dicom(path)
         return read_raster(path, metadata)
     except PermissionError:

@@ -51,7 +51,7 @@ def build_cache(images: Path, out: Path, spec: PreprocessSpec, workers: int = 2)
         array = np.load(out / "images.npy", mmap_mode="r+")
         done = np.load(out / "done.npy")
     else:
-        index = {"root": str(images), "names": names, "spec": spec.to_dict(), "errors": {}}
+        index = {"root": str(images.resolve()), "names": names, "spec": spec.to_dict(), "errors": {}}
         array = np.lib.format.open_memmap(out / "images.npy", mode="w+", dtype=np.uint8, shape=(len(files), size, size))
         done = np.zeros(len(files), dtype=bool)
     todo = np.flatnonzero(~done)
@@ -95,10 +95,11 @@ class ImageCache:
         bad = set(index["errors"])
         position = {name: i for i, name in enumerate(index["names"]) if name not in bad}
         array = np.load(folder / "images.npy", mmap_mode="r")
-        return cls(Path(index["root"]), array, position, PreprocessSpec.from_dict(index["spec"]))
+        root = Path(index["root"])
+        return cls(root.resolve(), array, position, PreprocessSpec.from_dict(index["spec"]))
 
     def lookup(self, path: Path) -> int | None:
         try:
-            return self.position.get(str(Path(path).relative_to(self.root)))
+            return self.position.get(str(Path(path).resolve().relative_to(self.root)))
         except ValueError:
             return None

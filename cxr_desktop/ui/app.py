@@ -1,0 +1,79 @@
+"""``cxr-desktop``: the triage worklist app (``--demo`` for synthetic studies, ``--self-test`` to check an
+installation without a screen)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import tempfile
+from pathlib import Path
+
+from cxr_desktop.core.resources import default_model_dir
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cxr-desktop", description=__doc__)
+    parser.add_argument("paths", nargs="*", help="folders or files to open")
+    parser.add_argument("--model", type=Path, default=None, help="model bundle (default: the shipped model)")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--demo", action="store_true", help="open a worklist of synthetic demo DICOM studies")
+    parser.add_argument("--reviews", type=Path, default=None, help="review database (default: user data dir)")
+    parser.add_argument("--max-wait", type=float, default=30.0, help="minutes before a waiting study is promoted")
+    parser.add_argument("--self-test", action="store_true", help="triage a generated DICOM, print, exit")
+    return parser
+
+
+def self_test(model_dir: Path, device: str) -> int:
+    """Load the model, triage one generated DICOM, print the result; no window is opened."""
+    from cxr_desktop.core.bundle import BundleError
+    from cxr_desktop.inference.engine import Engine
+    from cxr_desktop.studies.synthetic import synthetic_chest, write_dicom
+
+    try:
+        engine = Engine.from_path(model_dir, device=device)
+    except (BundleError, RuntimeError) as exc:
+        print(f"self-test FAILED: cannot load model {model_dir}: {exc}", file=sys.stderr)
+        return 1
+    with tempfile.TemporaryDirectory() as tmp:
+        path = write_dicom(Path(tmp) / "self_test.dcm", synthetic_chest(512, heart_ratio=0.6))
+        (result,) = list(engine.triage([path]))
+    if not result.ok:
+        print(f"self-test FAILED: {result.error}", file=sys.stderr)
+        return 1
+    print(
+        f"self-test OK: {engine.description}; Cardiomegaly {result.probabilities['Cardiomegaly']:.3f} "
+        f"(threshold {engine.policy.threshold:.3f}, urgent={result.urgent})"
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    model_dir = args.model or default_model_dir()
+    if args.self_test:
+        return self_test(model_dir, args.device)
+
+    from PySide6.QtWidgets import QApplication
+
+    from cxr_desktop.ui.demo import write_demo_studies
+    from cxr_desktop.ui.main_window import MainWindow
+    from cxr_desktop.worklist.reviews import ReviewStore
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationName("CXR Triage")
+    window = MainWindow(
+        model_dir, ReviewStore(args.reviews), args.device, synthetic=args.demo, max_wait_minutes=args.max_wait
+    )
+    paths = list(args.paths)
+    if args.demo:
+        paths.append(str(write_demo_studies()))
+    window.show()
+    if paths:
+        window.open_paths(paths)
+    return app.exec()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,338 @@
+"""The triage window: the worklist on the left, the viewer and findings on the right, background workers."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from PySide6.QtCore import QFileSystemWatcher, QItemSelectionModel, Qt, QThread, QTimer, Signal
+from PySide6.QtGui import QAction, QKeySequence, QShortcut
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QMainWindow,
+    QProgressBar,
+    QSlider,
+    QSplitter,
+    QTableView,
+    QToolBar,
+    QVBoxLayout,
+    QWidget,
+)
+
+from cxr_desktop.inference.engine import Engine, StudyResult
+from cxr_desktop.studies.windowing import PRESETS
+from cxr_desktop.ui.findings_panel import FindingsPanel
+from cxr_desktop.ui.image_view import ImageView
+from cxr_desktop.ui.worker import HeatmapWorker, TriageWorker
+from cxr_desktop.ui.worklist_model import WorklistModel
+from cxr_desktop.worklist.export import export_csv
+from cxr_desktop.worklist.reviews import ReviewStore
+from cxr_desktop.worklist.rows import DONE, Row, Worklist
+
+log = logging.getLogger(__name__)
+
+
+class MainWindow(QMainWindow):
+    request_model = Signal(str, str)
+    request_open = Signal(list)
+    request_heatmap = Signal(str)
+
+    def __init__(
+        self,
+        model_dir: Path,
+        store: ReviewStore,
+        device: str = "auto",
+        synthetic: bool = False,
+        max_wait_minutes: float = 30.0,
+    ) -> None:
+        super().__init__()
+        self.store, self.device, self.synthetic = store, device, synthetic
+        self.engine: Engine | None = None
+        self.worklist = Worklist(max_wait_s=max_wait_minutes * 60)
+        self.model = WorklistModel(self.worklist, self)
+        self.heatmaps: dict[Path, object] = {}
+        self.current: Row | None = None
+        self.watched: list[str] = []
+        self.setWindowTitle("CXR Triage" + (" — SYNTHETIC DEMO (not patient data)" if synthetic else ""))
+        self.resize(1400, 860)
+        self._build_ui()
+        self._start_workers()
+        self._dirty = False
+        self._timer = QTimer(self, interval=200, timeout=self._refresh_if_dirty)
+        self._timer.start()
+        self.request_model.emit(str(model_dir), device)
+
+    # -- layout --------------------------------------------------------------------------------------
+
+    def _build_ui(self) -> None:
+        bar = QToolBar("Main", self)
+        self.addToolBar(bar)
+        for text, slot in (
+            ("Open folder…", self.choose_folder),
+            ("Open files…", self.choose_files),
+            ("Open model…", self.choose_model),
+            ("Export CSV…", self.choose_export),
+        ):
+            action = QAction(text, self)
+            action.triggered.connect(slot)
+            bar.addAction(action)
+        bar.addSeparator()
+        self.urgent_only = QCheckBox("Urgent only")
+        self.unreviewed_only = QCheckBox("Unreviewed only")
+        self.hot_folder = QCheckBox("Watch folder")
+        for box in (self.urgent_only, self.unreviewed_only, self.hot_folder):
+            bar.addWidget(box)
+        self.urgent_only.toggled.connect(self._filters_changed)
+        self.unreviewed_only.toggled.connect(self._filters_changed)
+        self.hot_folder.toggled.connect(self._watch_changed)
+        bar.addSeparator()
+        bar.addWidget(QLabel(" Device: "))
+        self.device_box = QComboBox()
+        self.device_box.addItems(["auto", "cpu", "cuda"])
+        self.device_box.setCurrentText(self.device)
+        self.device_box.currentTextChanged.connect(self._device_changed)
+        bar.addWidget(self.device_box)
+
+        self.table = QTableView()
+        self.table.setModel(self.model)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.verticalHeader().setVisible(False)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.setColumnWidth(0, 70)
+        self.table.setColumnWidth(2, 230)
+        self.table.setColumnWidth(3, 170)
+        self.table.selectionModel().currentRowChanged.connect(self._row_selected)
+
+        self.view = ImageView()
+        self.heatmap_box = QCheckBox("Heatmap (H)")
+        self.heatmap_box.setChecked(True)
+        self.heatmap_box.toggled.connect(lambda on: self.view.set_overlay(on))
+        self.opacity = QSlider(Qt.Orientation.Horizontal, minimum=0, maximum=100, value=40)
+        self.opacity.valueChanged.connect(lambda v: self.view.set_overlay(self.heatmap_box.isChecked(), v / 100))
+        self.preset = QComboBox()
+        self.preset.addItems(list(PRESETS))
+        self.preset.currentTextChanged.connect(lambda name: self.view.set_window(*PRESETS[name]))
+        self.comment = QLineEdit(placeholderText="Comment on the selected study (Enter saves)")
+        self.comment.returnPressed.connect(self._save_comment)
+        controls = QHBoxLayout()
+        for widget in (self.heatmap_box, QLabel("Opacity"), self.opacity, QLabel("Window"), self.preset):
+            controls.addWidget(widget)
+        right = QWidget()
+        right_layout = QVBoxLayout(right)
+        right_layout.addLayout(controls)
+        right_layout.addWidget(self.view, 1)
+        right_layout.addWidget(self.comment)
+        self.findings = FindingsPanel()
+        split = QSplitter()
+        split.addWidget(self.table)
+        split.addWidget(right)
+        split.addWidget(self.findings)
+        split.setSizes([620, 560, 300])
+        self.setCentralWidget(split)
+
+        self.progress = QProgressBar(maximumWidth=260)
+        self.status_label = QLabel("")
+        self.statusBar().addPermanentWidget(self.status_label, 1)
+        self.statusBar().addPermanentWidget(self.progress)
+        keys = {
+            "H": self.heatmap_box.toggle,
+            "C": lambda: self.review("confirmed"),
+            "D": lambda: self.review("dismissed"),
+            "R": self.view.reset_window,
+            "+": lambda: self.view.zoom(1.2),
+            "=": lambda: self.view.zoom(1.2),
+            "-": lambda: self.view.zoom(1 / 1.2),
+        }
+        for key, slot in keys.items():
+            QShortcut(QKeySequence(key), self, activated=slot)
+        self.watcher = QFileSystemWatcher(self)
+        self.watcher.directoryChanged.connect(lambda folder: self.request_open.emit([folder]))
+
+    def _start_workers(self) -> None:
+        self.worker_thread, self.heat_thread = QThread(self), QThread(self)
+        self.worker, self.heat = TriageWorker(), HeatmapWorker()
+        self.worker.moveToThread(self.worker_thread)
+        self.heat.moveToThread(self.heat_thread)
+        self.request_model.connect(self.worker.load_model)
+        self.request_open.connect(self.worker.open_paths)
+        self.request_heatmap.connect(self.heat.compute)
+        self.worker.model_loaded.connect(self.heat.set_engine)
+        self.worker.model_loaded.connect(self._model_loaded)
+        self.worker.model_failed.connect(self._model_failed)
+        self.worker.scanned.connect(self._scanned)
+        self.worker.result.connect(self._result)
+        self.worker.progress.connect(self._progress)
+        self.heat.ready.connect(self._heatmap_ready)
+        self.heat.failed.connect(lambda path, reason: self.statusBar().showMessage(reason, 8000))
+        self.worker_thread.start()
+        self.heat_thread.start()
+
+    # -- actions -------------------------------------------------------------------------------------
+
+    def open_paths(self, paths: list[str]) -> None:
+        folders = [p for p in paths if Path(p).is_dir()]
+        self.watched = folders or self.watched
+        self._watch_changed(self.hot_folder.isChecked())
+        self.request_open.emit([str(p) for p in paths])
+
+    def choose_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Open a folder of studies")
+        if folder:
+            self.open_paths([folder])
+
+    def choose_files(self) -> None:
+        files, _ = QFileDialog.getOpenFileNames(self, "Open studies", "", "Studies (*.dcm *.png *.jpg *.jpeg);;All (*)")
+        if files:
+            self.open_paths(files)
+
+    def choose_model(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Open a model bundle folder")
+        if folder:
+            self.request_model.emit(folder, self.device_box.currentText())
+
+    def choose_export(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export worklist", "worklist.csv", "CSV (*.csv)")
+        if path:
+            self.export(Path(path))
+
+    def export(self, path: Path) -> None:
+        export_csv(self.worklist.ordered(), path)
+        self.statusBar().showMessage(f"Exported {len(self.worklist.rows)} studies to {path}", 8000)
+
+    def review(self, decision: str) -> None:
+        row = self.current
+        if row is None or row.info is None:
+            return
+        if row.review.decision == decision:
+            decision = ""  # pressing again undoes
+        self.store.set(row.key, decision, row.review.comment)  # durable before the screen says so
+        row.review.decision = decision
+        self._dirty = True
+
+    def _save_comment(self) -> None:
+        row = self.current
+        if row is None or row.info is None:
+            return
+        self.store.set(row.key, row.review.decision, self.comment.text())
+        row.review.comment = self.comment.text()
+        self._dirty = True
+        self.statusBar().showMessage("Comment saved", 3000)
+
+    # -- worker results ------------------------------------------------------------------------------
+
+    def _model_loaded(self, engine: Engine, description: str) -> None:
+        self.engine = engine
+        self.findings.model_label.setText(
+            f"Model: {engine.card.model_id}\nDevice: {description}\n"
+            f"Operating point: {engine.policy.operating_point} "
+            f"(Cardiomegaly ≥ {engine.policy.threshold:.3f})"
+        )
+        self.status_label.setText(f"Model {engine.card.model_id} on {description}")
+        self.heatmaps.clear()
+
+    def _model_failed(self, message: str) -> None:
+        self.status_label.setText(message + " — studies stay queued; open a model bundle (Open model…).")
+
+    def _scanned(self, items: list) -> None:
+        for path, info, error in items:
+            row = self.worklist.add(path, info, error, synthetic=self.synthetic)
+            if row is not None and info is not None:
+                row.review = self.store.get(row.key)
+        self._dirty = True
+
+    def _result(self, result: StudyResult) -> None:
+        row = self.worklist.apply(result)
+        if row is not None and row.urgent:
+            self.request_heatmap.emit(str(row.path))  # precompute for urgent studies
+        if row is self.current:
+            self._show_findings(row)
+        self._dirty = True
+
+    def _progress(self, done: int, total: int) -> None:
+        self.progress.setMaximum(max(total, 1))
+        self.progress.setValue(done)
+        self.progress.setFormat(f"{done}/{total} triaged")
+
+    def _heatmap_ready(self, path: str, image, heatmap) -> None:
+        self.heatmaps[Path(path)] = heatmap
+        if self.current is not None and self.current.path == Path(path):
+            self.view.set_heatmap(heatmap)
+
+    # -- selection and refresh -----------------------------------------------------------------------
+
+    def _refresh_if_dirty(self) -> None:
+        if not self._dirty:
+            return
+        self._dirty = False
+        keep = self.current
+        self.model.refresh()
+        if keep is not None and (i := self.model.index_of(keep)) >= 0:
+            self.table.selectionModel().setCurrentIndex(
+                self.model.index(i, 0),
+                QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows,
+            )
+        counts = self.worklist.counts()
+        self.statusBar().showMessage(
+            f"{counts['urgent']} urgent · {counts['done']} done · {counts['queued']} queued · {counts['error']} errors"
+        )
+
+    def _row_selected(self, current, _previous) -> None:
+        row = self.model.row_at(current.row())
+        if row is None or row is self.current:
+            return
+        self.current = row
+        self.comment.setText(row.review.comment)
+        self._show_findings(row)
+        self.view.set_image(None)
+        if row.info is not None:
+            from cxr_desktop.studies.reader import read_study
+            from cxr_desktop.studies.study import StudyError
+
+            try:
+                self.view.set_image(read_study(row.path).image)
+            except StudyError as exc:
+                self.findings.title.setText(f"{row.path.name}: {exc.reason}")
+                return
+            if row.path in self.heatmaps:
+                self.view.set_heatmap(self.heatmaps[row.path])
+            elif row.status == DONE:
+                self.request_heatmap.emit(str(row.path))
+
+    def _show_findings(self, row: Row) -> None:
+        header = f"<b>{row.path.name}</b>"
+        if row.view_note:
+            header += f"<br><span style='color:#a00'>⚠ {row.view_note}</span>"
+        if row.error:
+            header += f"<br><span style='color:#a00'>Error: {row.error}</span>"
+        self.findings.title.setText(header)
+        thresholds = self.engine.card.thresholds if self.engine else {}
+        self.findings.bars.set_values(row.probabilities, thresholds)
+
+    def _filters_changed(self) -> None:
+        self.model.urgent_only = self.urgent_only.isChecked()
+        self.model.unreviewed_only = self.unreviewed_only.isChecked()
+        self._dirty = True
+
+    def _watch_changed(self, on: bool) -> None:
+        if self.watcher.directories():
+            self.watcher.removePaths(self.watcher.directories())
+        if on and self.watched:
+            self.watcher.addPaths(self.watched)
+
+    def _device_changed(self, device: str) -> None:
+        if self.engine is not None:
+            self.request_model.emit(str(self.engine.bundle.path), device)
+
+    def closeEvent(self, event) -> None:  # noqa: N802
+        for thread in (self.worker_thread, self.heat_thread):
+            thread.requestInterruption()
+            thread.quit()
+            thread.wait(5000)
+        super().closeEvent(event)

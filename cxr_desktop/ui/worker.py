@@ -1,0 +1,109 @@
+"""Background work: one thread scans and scores studies with the engine, another computes Grad-CAM maps,
+so the GUI thread only ever receives finished results."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from PySide6.QtCore import QObject, QThread, Signal, Slot
+
+from cxr_desktop.core.bundle import BundleError
+from cxr_desktop.inference.engine import Engine
+from cxr_desktop.studies.reader import read_header, read_study
+from cxr_desktop.studies.scan import iter_study_files
+from cxr_desktop.studies.study import StudyError
+
+log = logging.getLogger(__name__)
+
+
+class TriageWorker(QObject):
+    """Lives in its own QThread. Owns the engine; the GUI talks to it only through signals."""
+
+    model_loaded = Signal(object, str)  # engine, description
+    model_failed = Signal(str)
+    scanned = Signal(list)  # [(path, StudyInfo | None, error)]
+    result = Signal(object)  # StudyResult
+    progress = Signal(int, int)  # done, total
+    idle = Signal()
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.engine: Engine | None = None
+        self._pending: list[Path] = []
+        self._seen: set[Path] = set()
+        self._done = 0
+        self._total = 0
+
+    @Slot(str, str)
+    def load_model(self, path: str, device: str) -> None:
+        try:
+            engine = Engine.from_path(Path(path), device=device)
+        except (BundleError, RuntimeError, ValueError, KeyError) as exc:
+            self.model_failed.emit(f"cannot load model {path}: {exc}")
+            return
+        self.engine = engine
+        self.model_loaded.emit(engine, engine.description)
+        if self._pending:
+            self._score()
+
+    @Slot(list)
+    def open_paths(self, paths: list[str]) -> None:
+        """Headers first (queued rows appear at once), then scoring in batches."""
+        new: list[tuple[Path, object, str]] = []
+        for path in iter_study_files(Path(p) for p in paths):
+            if path in self._seen:
+                continue
+            self._seen.add(path)
+            try:
+                new.append((path, read_header(path), ""))
+                self._pending.append(path)
+            except StudyError as exc:
+                new.append((path, None, exc.reason))
+            if len(new) >= 64:
+                self.scanned.emit(new)
+                new = []
+        if new:
+            self.scanned.emit(new)
+        self._total = self._done + len(self._pending)
+        self.progress.emit(self._done, self._total)
+        if self.engine is not None:
+            self._score()
+
+    def _score(self) -> None:
+        todo, self._pending = self._pending, []
+        for result in self.engine.triage(todo):
+            if QThread.currentThread().isInterruptionRequested():
+                return  # the window is closing
+            self._done += 1
+            self.result.emit(result)
+            self.progress.emit(self._done, self._total)
+        self.idle.emit()
+
+
+class HeatmapWorker(QObject):
+    """Grad-CAM on demand (selected or urgent studies), in a thread of its own."""
+
+    ready = Signal(str, object, object)  # path, display image, heatmap in [0, 1] over the image
+    failed = Signal(str, str)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.engine: Engine | None = None
+
+    @Slot(object, str)
+    def set_engine(self, engine: Engine, _description: str = "") -> None:
+        self.engine = engine
+
+    @Slot(str)
+    def compute(self, path: str) -> None:
+        if self.engine is None:
+            return
+        try:
+            image = read_study(Path(path)).image
+            self.ready.emit(path, image, self.engine.heatmap(image))
+        except StudyError as exc:
+            self.failed.emit(path, exc.reason)
+        except RuntimeError as exc:  # e.g. out of memory on the device; the viewer says so
+            log.error("Grad-CAM failed: %s", exc)
+            self.failed.emit(path, f"heatmap failed: {exc}")

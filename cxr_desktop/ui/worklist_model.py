@@ -1,0 +1,86 @@
+"""QAbstractTableModel over the plain-Python worklist, with the urgent-only / unreviewed-only filters."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, Qt
+from PySide6.QtGui import QBrush, QColor
+
+from cxr_desktop.core.labels import URGENT_FINDING
+from cxr_desktop.worklist.rows import DONE, ERROR, Row, Worklist
+
+COLUMNS = ["", "Cardiomegaly", "Other findings", "Patient", "Study date", "View", "Status", "Review"]
+URGENT_BG = QColor(255, 214, 214)
+ERROR_FG = QColor(160, 0, 0)
+
+
+class WorklistModel(QAbstractTableModel):
+    def __init__(self, worklist: Worklist, parent=None) -> None:
+        super().__init__(parent)
+        self.worklist = worklist
+        self.visible: list[Row] = []
+        self.urgent_only = False
+        self.unreviewed_only = False
+        self.threshold: float | None = None
+
+    def refresh(self) -> None:
+        rows = self.worklist.ordered()
+        if self.urgent_only:
+            rows = [r for r in rows if r.urgent]
+        if self.unreviewed_only:
+            rows = [r for r in rows if not r.review.decision]
+        self.beginResetModel()
+        self.visible = rows
+        self.endResetModel()
+
+    def rowCount(self, parent: QModelIndex | None = None) -> int:  # noqa: N802
+        return 0 if parent is not None and parent.isValid() else len(self.visible)
+
+    def columnCount(self, parent: QModelIndex | None = None) -> int:  # noqa: N802
+        return len(COLUMNS)
+
+    def headerData(self, section, orientation, role=Qt.ItemDataRole.DisplayRole):  # noqa: N802
+        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
+            return COLUMNS[section]
+        return None
+
+    def row_at(self, index: int) -> Row | None:
+        return self.visible[index] if 0 <= index < len(self.visible) else None
+
+    def index_of(self, row: Row) -> int:
+        return next((i for i, r in enumerate(self.visible) if r is row), -1)
+
+    def text(self, row: Row, column: int) -> str:
+        info = row.info
+        if column == 0:
+            return "URGENT" if row.urgent else ""
+        if column == 1:
+            return f"{row.probabilities[URGENT_FINDING]:.2f}" if row.status == DONE else ""
+        if column == 2:
+            return ", ".join(f"{k.replace('_', ' ')} {v:.2f}" for k, v in row.top_findings(URGENT_FINDING))
+        if column == 3:
+            name = info.patient_name or info.patient_id if info else ""
+            return f"[synthetic demo] {name}" if row.synthetic else (name or row.path.name)
+        if column == 4:
+            return info.study_date if info else ""
+        if column == 5:
+            view = info.view_position if info else ""
+            return f"{view} ⚠ {row.view_note}" if row.view_note else view
+        if column == 6:
+            return f"error: {row.error}" if row.status == ERROR else row.status
+        if column == 7:
+            return row.review.decision + (" 💬" if row.review.comment else "")
+        return ""
+
+    def data(self, index, role=Qt.ItemDataRole.DisplayRole):
+        row = self.row_at(index.row())
+        if row is None:
+            return None
+        if role == Qt.ItemDataRole.DisplayRole:
+            return self.text(row, index.column())
+        if role == Qt.ItemDataRole.BackgroundRole and row.urgent:
+            return QBrush(URGENT_BG)
+        if role == Qt.ItemDataRole.ForegroundRole and row.status == ERROR:
+            return QBrush(ERROR_FG)
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return str(row.path) + (f"\n{row.error}" if row.error else "")
+        return None

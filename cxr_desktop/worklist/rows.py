@@ -1,0 +1,93 @@
+"""One worklist row per study file, and the list that keeps them in reading order."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cxr_desktop.inference.engine import StudyResult
+from cxr_desktop.inference.triage import QueueEntry, priority_order
+from cxr_desktop.studies.study import StudyInfo
+
+QUEUED, RUNNING, DONE, ERROR = "queued", "running", "done", "error"
+AP_NOTE = "AP film: heart size is overstated"
+
+
+@dataclass
+class Review:
+    decision: str = ""  # "", "confirmed", "dismissed"
+    comment: str = ""
+
+
+@dataclass
+class Row:
+    path: Path
+    arrival: int
+    arrived_at: float
+    info: StudyInfo | None = None
+    status: str = QUEUED
+    error: str = ""
+    probabilities: dict[str, float] = field(default_factory=dict)
+    urgent: bool = False
+    review: Review = field(default_factory=Review)
+    synthetic: bool = False
+
+    @property
+    def key(self) -> str:
+        return self.info.study_key if self.info else f"path:{self.path}"
+
+    @property
+    def view_note(self) -> str:
+        return AP_NOTE if self.info and self.info.view_position == "AP" else ""
+
+    def top_findings(self, exclude: str, count: int = 2) -> list[tuple[str, float]]:
+        others = [(k, v) for k, v in self.probabilities.items() if k != exclude]
+        return sorted(others, key=lambda kv: -kv[1])[:count]
+
+
+class Worklist:
+    """Rows in reading order: urgent first, then arrival; ``max_wait_s`` promotes long-waiting studies."""
+
+    def __init__(self, max_wait_s: float | None = None) -> None:
+        self.rows: list[Row] = []
+        self.max_wait_s = max_wait_s
+        self._by_path: dict[Path, Row] = {}
+
+    def add(self, path: Path, info: StudyInfo | None = None, error: str = "", synthetic: bool = False) -> Row | None:
+        """A new queued (or, with ``error``, failed) row; None if the file is already listed."""
+        path = Path(path)
+        if path in self._by_path:
+            return None
+        row = Row(path, len(self.rows), time.time(), info, ERROR if error else QUEUED, error, synthetic=synthetic)
+        self.rows.append(row)
+        self._by_path[path] = row
+        return row
+
+    def get(self, path: Path) -> Row | None:
+        return self._by_path.get(Path(path))
+
+    def apply(self, result: StudyResult) -> Row | None:
+        row = self._by_path.get(result.path)
+        if row is None:
+            return None
+        if result.info is not None:
+            row.info = result.info
+        if result.ok:
+            row.status, row.error = DONE, ""
+            row.probabilities, row.urgent = result.probabilities, result.urgent
+        else:
+            row.status, row.error = ERROR, result.error
+        return row
+
+    def ordered(self, now: float | None = None) -> list[Row]:
+        entries = [QueueEntry(r.arrival, r.arrived_at, r.urgent) for r in self.rows]
+        order = priority_order(entries, time.time() if now is None else now, self.max_wait_s)
+        return [self.rows[i] for i in order]
+
+    def counts(self) -> dict[str, int]:
+        out = {QUEUED: 0, RUNNING: 0, DONE: 0, ERROR: 0, "urgent": 0}
+        for row in self.rows:
+            out[row.status] += 1
+            out["urgent"] += int(row.urgent)
+        return out
