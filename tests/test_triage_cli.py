@@ -2,13 +2,12 @@ import csv
 
 import numpy as np
 import pytest
+from conftest import make_tiny_bundle
 
 from cxr_desktop.cli import COLUMNS, main
 from cxr_desktop.core.labels import FINDINGS
 from cxr_desktop.inference.engine import Engine
 from cxr_desktop.inference.triage import QueueEntry, priority_order
-
-from conftest import make_tiny_bundle
 
 
 def read_rows(path):
@@ -55,8 +54,21 @@ def test_no_model_is_a_clear_failure(tmp_path, capsys):
 def test_heatmaps_for_urgent_studies(tmp_path, mixed_folder):
     bundle = make_tiny_bundle(tmp_path / "always", cardiomegaly_threshold=0.0)  # every study urgent
     heat = tmp_path / "heat"
-    assert main([str(mixed_folder / "nih"), "--model", str(bundle), "--out", str(tmp_path / "o.csv"),
-                 "--heatmaps", str(heat), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                str(mixed_folder / "nih"),
+                "--model",
+                str(bundle),
+                "--out",
+                str(tmp_path / "o.csv"),
+                "--heatmaps",
+                str(heat),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert len(list(heat.glob("*.png"))) == 8
 
 
@@ -70,8 +82,12 @@ def test_engine_heatmap_is_on_the_original_geometry(tiny_bundle):
 @pytest.mark.parametrize("max_wait", [None, 60.0])
 def test_priority_order_urgent_first_then_arrival_with_wait_cap(max_wait):
     now = 1000.0
-    entries = [QueueEntry(0, now - 120, False), QueueEntry(1, now - 10, True), QueueEntry(2, now - 5, False),
-               QueueEntry(3, now - 1, True)]
+    entries = [
+        QueueEntry(0, now - 120, False),
+        QueueEntry(1, now - 10, True),
+        QueueEntry(2, now - 5, False),
+        QueueEntry(3, now - 1, True),
+    ]
     order = priority_order(entries, now, max_wait)
     if max_wait is None:
         assert order == [1, 3, 0, 2]

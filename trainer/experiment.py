@@ -18,6 +18,7 @@ import yaml
 from cxr_desktop.core.labels import finding_index
 from trainer.config import TrainConfig, load_config
 from trainer.evaluate import load_run, predict_table, thresholds_on
+from trainer.gallery import save_gallery_rows
 from trainer.metrics import auroc, binary_stats, bootstrap_auroc_ci
 from trainer.run import build_splits, train
 
@@ -90,6 +91,7 @@ def evaluate_run(run: GridRun, finding: str) -> dict:
         "seconds_per_epoch": float(np.mean([h["train_seconds"] for h in history])),
         "n_test": int((~np.isnan(y)).sum()),
     }
+    save_gallery_rows(loaded.model, loaded.config.architecture, spec, loaded.config.cache, splits.test, i, run.run_dir)
     np.save(run.run_dir / "test_probs.npy", p)
     np.save(run.run_dir / "test_labels.npy", y)
     out.write_text(json.dumps(result, indent=2))

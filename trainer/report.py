@@ -10,18 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from matplotlib.figure import Figure
 
-from cxr_desktop.core.architectures import cam_target_layer
-from cxr_desktop.core.explain import grad_cam
-from cxr_desktop.core.labels import finding_index
-from cxr_desktop.core.preprocess import normalize_input
-from trainer.data.cache import ImageCache, decode_for_training
-from trainer.evaluate import load_run, plot_rocs
+from trainer.evaluate import plot_rocs
 from trainer.experiment import GridRun
+from trainer.gallery import GALLERY, draw_gallery
 from trainer.metrics import delong_test
-from trainer.run import build_splits
 
 log = logging.getLogger(__name__)
 
@@ -83,62 +76,17 @@ def config_table(runs: list[GridRun], results: dict[str, dict]) -> list[str]:
     return lines
 
 
-def _probability_and_feature_map(model, layer, x: torch.Tensor, index: int) -> tuple[float, np.ndarray]:
-    """The finding's probability and the channel-mean activation of ``layer`` for one input."""
-    captured: list[torch.Tensor] = []
-    handle = layer.register_forward_hook(lambda module, inputs, output: captured.append(output.detach().float()))
-    try:
-        with torch.no_grad():
-            prob = torch.sigmoid(model(x)[0, index]).item()
-    finally:
-        handle.remove()
-    return prob, captured[0][0].mean(0).numpy()
-
-
-def gallery(runs: list[GridRun], finding: str, path: Path, count: int = 4) -> None:
-    """Rows: one run per configuration (lowest seed); columns: the same test images; Grad-CAM and the
-    mean feature map of the Grad-CAM layer side by side."""
-    first = {}
-    for run in runs:
-        first.setdefault(_config_key(run.values), run)
-    chosen = list(first.values())
-    ref = load_run(chosen[0].run_dir)
-    splits = build_splits(ref.config)
-    column = splits.test.labels[:, finding_index(finding)]
-    rng = np.random.default_rng(0)
-    pos, neg = np.flatnonzero(column == 1), np.flatnonzero(column == 0)
-    picks = list(rng.choice(pos, min(count - 1, len(pos)), replace=False)) + list(rng.choice(neg, 1, replace=False))
-    cache = ImageCache.open(Path(ref.config.cache)) if ref.config.cache else None
-    fig = Figure(figsize=(2.0 * 2 * len(picks), 2.1 * len(chosen) + 0.6))
-    axes = fig.subplots(len(chosen), 2 * len(picks), squeeze=False)
-    for row, run in enumerate(chosen):
-        loaded = load_run(run.run_dir)
-        spec = loaded.config.spec()
-        model = loaded.model.float().eval()
-        layer = cam_target_layer(loaded.config.architecture, model)
-        for col, index in enumerate(picks):
-            image_path = splits.test.paths[index]
-            row_in_cache = cache.lookup(image_path) if cache else None
-            if row_in_cache is not None:
-                img = np.array(cache.array[row_in_cache])
-            else:
-                img = decode_for_training(image_path, spec)
-            x = normalize_input(torch.from_numpy(img)[None], spec)
-            cam = grad_cam(model, layer, x, finding_index(finding))[0]
-            prob, fmap = _probability_and_feature_map(model, layer, x, finding_index(finding))
-            ax_cam, ax_map = axes[row, 2 * col], axes[row, 2 * col + 1]
-            ax_cam.imshow(img, cmap="gray")
-            ax_cam.imshow(cam, cmap="jet", alpha=0.4)
-            ax_cam.set_title(f"{'pos' if column[index] == 1 else 'neg'} p={prob:.2f}", fontsize=7)
-            ax_map.imshow(fmap, cmap="viridis")
-            ax_map.set_title("feature map", fontsize=7)
-            for ax in (ax_cam, ax_map):
-                ax.set_xticks([])
-                ax.set_yticks([])
-        axes[row, 0].set_ylabel(_config_key(run.values).replace(", ", "\n"), fontsize=6)
-    fig.suptitle(f"Grad-CAM ({finding}) and mean feature map, same test images under each configuration", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+def gallery(runs: list[GridRun], finding: str, path: Path) -> list[str]:
+    """One row per configuration (its lowest seed with a saved gallery row); returns configurations left out."""
+    rows: dict[str, Path] = {}
+    for run in sorted(runs, key=lambda r: r.values.get("seed", 0)):
+        key = _config_key(run.values) or run.name
+        if key not in rows and (run.run_dir / GALLERY).exists():
+            rows[key] = run.run_dir
+    missing = sorted({_config_key(r.values) or r.name for r in runs} - set(rows))
+    if rows:
+        draw_gallery(rows, finding, path)
+    return missing
 
 
 def write_report(folder: Path, spec: dict, runs: list[GridRun], finding: str) -> Path:
@@ -150,12 +98,12 @@ def write_report(folder: Path, spec: dict, runs: list[GridRun], finding: str) ->
         if run.values.get("seed", 0) == lowest_seed:
             curves[_config_key(run.values) or run.name] = _load_probs(run)
     plot_rocs(curves, folder / "roc.png", f"{finding}: test ROC, seed {lowest_seed}")
-    try:
-        gallery(runs, finding, folder / "gallery.png", spec.get("gallery_images", 4))
-        gallery_line = "![Grad-CAM gallery](gallery.png)"
-    except (RuntimeError, ValueError) as exc:  # a gallery failure must not lose the tables
-        log.error("gallery failed: %s", exc)
-        gallery_line = f"(gallery failed: {exc})"
+    missing = gallery(runs, finding, folder / "gallery.png")
+    gallery_line = (
+        "![Grad-CAM gallery](gallery.png)" if len(missing) < len({_config_key(r.values) for r in runs}) else ""
+    )
+    if missing:
+        gallery_line += f"\n\nNo gallery row (run trained where its weights are no longer kept): {'; '.join(missing)}."
     first = results[runs[0].name]
     lines = [
         f"# {spec.get('title', spec['name'])}",
