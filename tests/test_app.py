@@ -7,16 +7,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import make_tiny_bundle
 from PySide6.QtCore import QTimer
 
 from cxr_desktop.cli import main as triage_main
 from cxr_desktop.inference.engine import Engine
 from cxr_desktop.studies.scan import iter_study_files
 from cxr_desktop.ui.main_window import MainWindow
+from cxr_desktop.ui.worklist_model import COLUMNS
 from cxr_desktop.worklist.reviews import ReviewStore
 from cxr_desktop.worklist.rows import DONE, ERROR
-
-from conftest import make_tiny_bundle
 
 SCREENSHOTS = os.environ.get("CXR_SCREENSHOTS")
 
@@ -25,7 +25,9 @@ SCREENSHOTS = os.environ.get("CXR_SCREENSHOTS")
 def median_bundle(tmp_path_factory, tiny_bundle, mixed_folder):
     """A bundle whose Cardiomegaly threshold is the median score on the folder: about half are urgent."""
     files = list(iter_study_files([mixed_folder]))
-    scores = [r.probabilities["Cardiomegaly"] for r in Engine.from_path(tiny_bundle, device="cpu").triage(files) if r.ok]
+    scores = [
+        r.probabilities["Cardiomegaly"] for r in Engine.from_path(tiny_bundle, device="cpu").triage(files) if r.ok
+    ]
     return make_tiny_bundle(tmp_path_factory.mktemp("median") / "b", float(np.median(scores)))
 
 
@@ -35,8 +37,9 @@ def open_window(qtbot, bundle, store_path, folder):
     window.show()
     qtbot.waitUntil(lambda: window.engine is not None, timeout=60_000)
     window.open_paths([str(folder)])
-    qtbot.waitUntil(lambda: len(window.worklist.rows) == 13 and window.worklist.counts()["queued"] == 0,
-                    timeout=120_000)
+    qtbot.waitUntil(
+        lambda: len(window.worklist.rows) == 13 and window.worklist.counts()["queued"] == 0, timeout=120_000
+    )
     qtbot.wait(300)  # one refresh tick
     return window
 
@@ -54,7 +57,7 @@ def test_triage_flow_ordering_errors_heatmap_export(qtbot, tmp_path, median_bund
     assert urgent == sorted(urgent, reverse=True), "urgent studies must come first"
     ct = next(r for r in rows if r.path.name == "not_chest_ct_abdomen.dcm")
     assert ct.status == ERROR and "modality CT" in ct.error
-    assert "modality CT" in window.model.text(ct, 6)
+    assert "modality CT" in window.model.text(ct, COLUMNS.index("Status"))
     assert sum(r.status == DONE for r in rows) == 12
 
     first = rows[0]
@@ -78,14 +81,19 @@ def test_triage_flow_ordering_errors_heatmap_export(qtbot, tmp_path, median_bund
     assert len(exported) == 13 and exported[0]["decision"] == "confirmed"
 
     cli_out = tmp_path / "cli.csv"
-    assert triage_main([str(mixed_folder), "--model", str(median_bundle), "--out", str(cli_out), "--quiet",
-                        "--device", "cpu"]) == 0
+    assert (
+        triage_main(
+            [str(mixed_folder), "--model", str(median_bundle), "--out", str(cli_out), "--quiet", "--device", "cpu"]
+        )
+        == 0
+    )
     with open(cli_out, newline="") as handle:
         cli_rows = {r["path"]: r for r in csv.DictReader(handle)}
     for row in rows:
         if row.status == DONE:
-            assert float(cli_rows[str(row.path)]["Cardiomegaly"]) == pytest.approx(row.probabilities["Cardiomegaly"],
-                                                                                   abs=1e-5)
+            assert float(cli_rows[str(row.path)]["Cardiomegaly"]) == pytest.approx(
+                row.probabilities["Cardiomegaly"], abs=1e-5
+            )
             assert cli_rows[str(row.path)]["urgent"] == str(int(row.urgent))
 
 

@@ -95,9 +95,13 @@ class Engine:
         return cls(load_bundle(path), **kwargs)
 
     @property
-    def description(self) -> str:
+    def device_name(self) -> str:
         name = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "CPU"
-        return f"{self.card.model_id} on {name} ({self.precision})"
+        return f"{name} ({self.precision})"
+
+    @property
+    def description(self) -> str:
+        return f"{self.card.model_id} on {self.device_name}"
 
     # -- scoring -------------------------------------------------------------------------------------
 

@@ -105,9 +105,8 @@ class MainWindow(QMainWindow):
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.verticalHeader().setVisible(False)
         self.table.horizontalHeader().setStretchLastSection(True)
-        self.table.setColumnWidth(0, 70)
-        self.table.setColumnWidth(2, 230)
-        self.table.setColumnWidth(3, 170)
+        for column, width in enumerate((64, 92, 110, 80, 60, 150, 80)):
+            self.table.setColumnWidth(column, width)
         self.table.selectionModel().currentRowChanged.connect(self._row_selected)
 
         self.view = ImageView()
@@ -234,7 +233,7 @@ class MainWindow(QMainWindow):
             f"Operating point: {engine.policy.operating_point} "
             f"(Cardiomegaly ≥ {engine.policy.threshold:.3f})"
         )
-        self.status_label.setText(f"Model {engine.card.model_id} on {description}")
+        self.status_label.setText(f"Model {description}")
         self.heatmaps.clear()
 
     def _model_failed(self, message: str) -> None:

@@ -8,7 +8,7 @@ from PySide6.QtGui import QBrush, QColor
 from cxr_desktop.core.labels import URGENT_FINDING
 from cxr_desktop.worklist.rows import DONE, ERROR, Row, Worklist
 
-COLUMNS = ["", "Cardiomegaly", "Other findings", "Patient", "Study date", "View", "Status", "Review"]
+COLUMNS = ["", "Cardiomegaly", "Status", "Review", "View", "Patient", "Study date", "Other findings"]
 URGENT_BG = QColor(255, 214, 214)
 ERROR_FG = QColor(160, 0, 0)
 
@@ -50,6 +50,7 @@ class WorklistModel(QAbstractTableModel):
         return next((i for i, r in enumerate(self.visible) if r is row), -1)
 
     def text(self, row: Row, column: int) -> str:
+        column = (0, 1, 6, 7, 5, 3, 4, 2)[column]  # display order -> field
         info = row.info
         if column == 0:
             return "URGENT" if row.urgent else ""
