@@ -76,16 +76,33 @@ def config_table(runs: list[GridRun], results: dict[str, dict]) -> list[str]:
     return lines
 
 
-def gallery(runs: list[GridRun], finding: str, path: Path) -> list[str]:
-    """One row per configuration (its lowest seed with a saved gallery row); returns configurations left out."""
+def _gallery_twin(run: GridRun, folders: list[str]) -> Path | None:
+    """A run with the same settings in a gallery experiment (trained again with its weights kept)."""
+    for folder in folders:
+        for result in sorted(Path(folder).glob("runs/*/test_result.json")):
+            values = json.loads(result.read_text())["values"]
+            same = all(values.get(k, v) == v for k, v in run.values.items()) and set(values) <= set(run.values)
+            if same and (result.parent / GALLERY).exists():
+                return result.parent
+    return None
+
+
+def gallery(runs: list[GridRun], finding: str, path: Path, twins_from: list[str]) -> list[str]:
+    """One row per configuration: its lowest seed with a saved gallery row, else a twin run from
+    ``twins_from`` (labelled so). Returns the configurations left without a row."""
     rows: dict[str, Path] = {}
     for run in sorted(runs, key=lambda r: r.values.get("seed", 0)):
         key = _config_key(run.values) or run.name
         if key not in rows and (run.run_dir / GALLERY).exists():
             rows[key] = run.run_dir
-    missing = sorted({_config_key(r.values) or r.name for r in runs} - set(rows))
+    for run in runs:
+        key = _config_key(run.values) or run.name
+        if key not in rows and (twin := _gallery_twin(run, twins_from)) is not None:
+            rows[f"{key} (twin run {twin.name})"] = twin
+    covered = {k.split(" (twin")[0] for k in rows}
+    missing = sorted({_config_key(r.values) or r.name for r in runs} - covered)
     if rows:
-        draw_gallery(rows, finding, path)
+        draw_gallery(dict(sorted(rows.items())), finding, path)
     return missing
 
 
@@ -98,7 +115,7 @@ def write_report(folder: Path, spec: dict, runs: list[GridRun], finding: str) ->
         if run.values.get("seed", 0) == lowest_seed:
             curves[_config_key(run.values) or run.name] = _load_probs(run)
     plot_rocs(curves, folder / "roc.png", f"{finding}: test ROC, seed {lowest_seed}")
-    missing = gallery(runs, finding, folder / "gallery.png")
+    missing = gallery(runs, finding, folder / "gallery.png", spec.get("gallery_twins_from", []))
     gallery_line = (
         "![Grad-CAM gallery](gallery.png)" if len(missing) < len({_config_key(r.values) for r in runs}) else ""
     )
