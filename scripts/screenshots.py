@@ -1,6 +1,6 @@
 """Save screenshots of the app's main states (offscreen) with the shipped model:
 
-    QT_QPA_PLATFORM=offscreen .venv/bin/python scripts/screenshots.py FOLDER...
+QT_QPA_PLATFORM=offscreen .venv/bin/python scripts/screenshots.py FOLDER...
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QProgressBar,
     QSlider,
+    QSpinBox,
     QSplitter,
     QTableView,
     QToolBar,
@@ -61,6 +62,7 @@ class MainWindow(QMainWindow):
         self.watched: list[str] = []
         self.setWindowTitle("CXR Triage" + (" — SYNTHETIC DEMO (not patient data)" if synthetic else ""))
         self.resize(1400, 860)
+        self.setAcceptDrops(True)
         self._build_ui()
         self._start_workers()
         self._dirty = False
@@ -92,6 +94,11 @@ class MainWindow(QMainWindow):
         self.unreviewed_only.toggled.connect(self._filters_changed)
         self.hot_folder.toggled.connect(self._watch_changed)
         bar.addSeparator()
+        bar.addWidget(QLabel(" Max wait (min): "))
+        self.max_wait = QSpinBox(minimum=1, maximum=24 * 60, value=int(self.worklist.max_wait_s / 60))
+        self.max_wait.setToolTip("A non-urgent study that has waited this long joins the urgent tier")
+        self.max_wait.valueChanged.connect(self._max_wait_changed)
+        bar.addWidget(self.max_wait)
         bar.addWidget(QLabel(" Device: "))
         self.device_box = QComboBox()
         self.device_box.addItems(["auto", "cpu", "cuda"])
@@ -324,6 +331,20 @@ class MainWindow(QMainWindow):
             self.watcher.removePaths(self.watcher.directories())
         if on and self.watched:
             self.watcher.addPaths(self.watched)
+
+    def _max_wait_changed(self, minutes: int) -> None:
+        self.worklist.max_wait_s = minutes * 60.0
+        self._dirty = True
+
+    def dragEnterEvent(self, event) -> None:  # noqa: N802
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:  # noqa: N802
+        paths = [url.toLocalFile() for url in event.mimeData().urls() if url.isLocalFile()]
+        if paths:
+            self.open_paths(paths)
+            event.acceptProposedAction()
 
     def _device_changed(self, device: str) -> None:
         if self.engine is not None:
