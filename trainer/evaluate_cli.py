@@ -13,6 +13,7 @@ import numpy as np
 from cxr_desktop.core.bundle import load_bundle
 from cxr_desktop.core.labels import multi_hot
 from cxr_desktop.studies.nih import read_nih_table
+from trainer.config import TrainConfig
 from trainer.data.local import _table
 from trainer.data.nih import index_images
 from trainer.data.samples import SampleTable
@@ -49,7 +50,9 @@ def evaluate_command(args: argparse.Namespace) -> int:
         bundle = load_bundle(args.model)
         model, spec, cache = bundle.model, bundle.card.spec, ""
         thresholds = bundle.card.thresholds
-        splits = None
+        trained_with = bundle.card.provenance.get("config")
+        # a bundle exported by cxr-train knows its training config, so its own val/test split can be rebuilt
+        splits = build_splits(TrainConfig(**trained_with)) if trained_with and not args.images else None
         source = f"model {bundle.card.model_id}"
     if args.images:
         if not args.labels:
@@ -61,7 +64,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
         table = splits.test if args.split == "test" else splits.val
         where = f"{args.split} split"
     else:
-        print("cxr-train evaluate: with --model give --images and --labels", file=sys.stderr)
+        print("cxr-train evaluate: this bundle has no training config; give --images and --labels", file=sys.stderr)
         return 2
     if len(table) == 0:
         print("cxr-train evaluate: no labelled images to evaluate", file=sys.stderr)
