@@ -21,21 +21,11 @@ from cxr_desktop.studies.nih import nih_study_metadata, read_nih_table
 from cxr_desktop.studies.reader import read_study
 from cxr_desktop.studies.scan import iter_study_files
 from cxr_desktop.studies.study import StudyError
+from cxr_desktop.worklist.export import STUDY_COLUMNS, study_fields
 
 log = logging.getLogger("cxr_desktop.cli")
 
-COLUMNS = [
-    "path",
-    "status",
-    "error",
-    "study_key",
-    "patient_id",
-    "study_date",
-    "view_position",
-    "urgent",
-    "cardiomegaly_threshold",
-    *FINDINGS,
-]
+COLUMNS = [*STUDY_COLUMNS, "cardiomegaly_threshold", *FINDINGS]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,20 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def result_row(result: StudyResult, threshold: float) -> dict[str, str]:
-    info = result.info
-    row = {
-        "path": str(result.path),
-        "status": "ok" if result.ok else "error",
-        "error": result.error,
-        "study_key": info.study_key if info else "",
-        "patient_id": info.patient_id if info else "",
-        "study_date": info.study_date if info else "",
-        "view_position": info.view_position if info else "",
-        "urgent": "1" if result.urgent else "0",
-        "cardiomegaly_threshold": f"{threshold:.6f}",
-    }
-    for name in FINDINGS:
-        row[name] = f"{result.probabilities[name]:.6f}" if result.ok else ""
+    status = "ok" if result.ok else "error"
+    row = study_fields(result.path, status, result.error, result.info, result.urgent, result.probabilities)
+    row["cardiomegaly_threshold"] = f"{threshold:.6f}"
     return row
 
 

@@ -11,8 +11,8 @@ from trainer.data.nih import nih_splits
 from trainer.data.samples import patient_split
 
 
-def test_nih_splits_are_patient_wise_on_the_real_sample(shared_data):
-    splits = nih_splits(
+def sample_splits(shared_data):
+    return nih_splits(
         shared_data / "nih14-sample" / "images",
         shared_data / "Data_Entry_2017_v2020.csv.gz",
         shared_data / "train_val_list.txt",
@@ -20,19 +20,16 @@ def test_nih_splits_are_patient_wise_on_the_real_sample(shared_data):
         val_fraction=0.15,
         seed=0,
     )
+
+
+def test_nih_splits_are_patient_wise_on_the_real_sample(shared_data):
+    splits = sample_splits(shared_data)
     train, val, test = (set(t.patients) for _, t in splits.items())
     assert not train & val and not train & test and not val & test
     assert len(splits.train) + len(splits.val) + len(splits.test) == 952
     assert splits.notes["missing_images"] == 112_120 - 952
     assert splits.train.labels.shape[1] == 14 and not np.isnan(splits.train.labels).any()
-    again = nih_splits(
-        shared_data / "nih14-sample" / "images",
-        shared_data / "Data_Entry_2017_v2020.csv.gz",
-        shared_data / "train_val_list.txt",
-        shared_data / "test_list.txt",
-        val_fraction=0.15,
-        seed=0,
-    )
+    again = sample_splits(shared_data)
     assert again.val.paths == splits.val.paths
 
 

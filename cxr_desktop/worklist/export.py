@@ -6,21 +6,29 @@ import csv
 from pathlib import Path
 
 from cxr_desktop.core.labels import FINDINGS
+from cxr_desktop.studies.study import StudyInfo
 from cxr_desktop.worklist.rows import Row
 
-COLUMNS = [
-    "path",
-    "status",
-    "error",
-    "study_key",
-    "patient_id",
-    "study_date",
-    "view_position",
-    "urgent",
-    "decision",
-    "comment",
-    *FINDINGS,
-]
+STUDY_COLUMNS = ["path", "status", "error", "study_key", "patient_id", "study_date", "view_position", "urgent"]
+COLUMNS = [*STUDY_COLUMNS, "decision", "comment", *FINDINGS]
+
+
+def study_fields(
+    path: Path, status: str, error: str, info: StudyInfo | None, urgent: bool, probabilities: dict[str, float]
+) -> dict[str, str]:
+    """The columns every triage CSV shares (the app's export and ``cxr-triage``), probabilities included."""
+    fields = {
+        "path": str(path),
+        "status": status,
+        "error": error,
+        "study_key": info.study_key if info else "",
+        "patient_id": info.patient_id if info else "",
+        "study_date": info.study_date if info else "",
+        "view_position": info.view_position if info else "",
+        "urgent": "1" if urgent else "0",
+    }
+    fields.update({name: f"{probabilities[name]:.6f}" if name in probabilities else "" for name in FINDINGS})
+    return fields
 
 
 def export_csv(rows: list[Row], path: Path) -> None:
@@ -28,20 +36,6 @@ def export_csv(rows: list[Row], path: Path) -> None:
         writer = csv.DictWriter(handle, fieldnames=COLUMNS)
         writer.writeheader()
         for row in rows:
-            info = row.info
-            record = {
-                "path": str(row.path),
-                "status": row.status,
-                "error": row.error,
-                "study_key": row.key,
-                "patient_id": info.patient_id if info else "",
-                "study_date": info.study_date if info else "",
-                "view_position": info.view_position if info else "",
-                "urgent": int(row.urgent),
-                "decision": row.review.decision,
-                "comment": row.review.comment,
-            }
-            record.update(
-                {name: f"{row.probabilities[name]:.6f}" if name in row.probabilities else "" for name in FINDINGS}
-            )
+            record = study_fields(row.path, row.status, row.error, row.info, row.urgent, row.probabilities)
+            record.update(study_key=row.key, decision=row.review.decision, comment=row.review.comment)
             writer.writerow(record)
