@@ -47,7 +47,23 @@ def test_train_evaluate_export(tiny, tmp_path):
     assert bundle.card.default_operating_point == "sensitivity_0.90"
     assert "test" in bundle.card.metrics and bundle.card.provenance["data"]["counts"]["train"] == 24
     # the bundle rebuilds its own test split from the config in its card
-    assert train_main(["evaluate", "--model", str(bundle_dir), "--split", "test", "--out", str(tmp_path / "ev2")]) == 0
+    assert (
+        train_main(
+            [
+                "evaluate",
+                "--model",
+                str(bundle_dir),
+                "--split",
+                "test",
+                "--out",
+                str(tmp_path / "ev2"),
+                "--record-as",
+                "test-again",
+            ]
+        )
+        == 0
+    )
+    assert "test-again" in load_bundle(bundle_dir).card.metrics["checks"]
     again = json.loads((tmp_path / "ev2" / "metrics.json").read_text())
     assert again["findings"]["Cardiomegaly"]["auroc"] == pytest.approx(metrics["findings"]["Cardiomegaly"]["auroc"])
 

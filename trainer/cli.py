@@ -93,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", type=Path, help="evaluate on these images instead of a split")
     p.add_argument("--labels", type=Path, help="NIH Data_Entry CSV, or a CSV path,label for --images")
     p.add_argument("--out", type=Path, help="folder for metrics.json, metrics.md, roc.png")
+    p.add_argument("--record-as", metavar="NAME", help="with --model: store the result in the card's metrics.checks")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=_evaluate)
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import logging
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from cxr_desktop.core.bundle import load_bundle
+from cxr_desktop.core.bundle import CARD_NAME, load_bundle, read_card
 from cxr_desktop.core.labels import multi_hot
 from cxr_desktop.studies.nih import read_nih_table
 from trainer.config import TrainConfig
@@ -36,6 +37,15 @@ def labelled_images(images: Path, labels: Path) -> SampleTable:
     paths = [images / r["path"] for r in items]
     positive = [r["label"].strip().lower() in ("1", "true", "cardiomegaly") for r in items]
     return _table(paths, positive, [str(p) for p in paths], "Cardiomegaly")
+
+
+def record_in_card(bundle_dir: Path, name: str, result: dict, how: str) -> None:
+    """Add an external check to the bundle card's metrics (the weights and their sha256 are untouched)."""
+    card_path = bundle_dir / CARD_NAME
+    card = json.loads(card_path.read_text(encoding="utf-8"))
+    card.setdefault("metrics", {}).setdefault("checks", {})[name] = {"how": how, **result}
+    card_path.write_text(json.dumps(card, indent=2), encoding="utf-8")
+    read_card(bundle_dir)  # still valid
 
 
 def evaluate_command(args: argparse.Namespace) -> int:
@@ -79,6 +89,8 @@ def evaluate_command(args: argparse.Namespace) -> int:
         f"{source} on {where} ({len(table)} images)",
         {"images": len(table), "source": source, "where": where},
     )
+    if args.record_as and args.model:
+        record_in_card(args.model, args.record_as, result, f"cxr-train evaluate on {where}")
     print(markdown_table(result))
     print(f"\nwritten to {out} (metrics.json, metrics.md, roc.png)")
     return 0
