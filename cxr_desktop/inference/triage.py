@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from cxr_desktop.core.bundle import ModelCard
+if TYPE_CHECKING:
+    from cxr_desktop.core.bundle import ModelCard
 
 
 @dataclass(frozen=True)

@@ -5,10 +5,13 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from cxr_desktop.inference.engine import StudyResult
 from cxr_desktop.inference.triage import QueueEntry, priority_order
 from cxr_desktop.studies.study import StudyInfo
+
+if TYPE_CHECKING:  # the engine pulls in torch; the review store must start fast without it
+    from cxr_desktop.inference.engine import StudyResult
 
 QUEUED, RUNNING, DONE, ERROR = "queued", "running", "done", "error"
 AP_NOTE = "AP film: heart size is overstated"
