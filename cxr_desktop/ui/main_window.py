@@ -112,7 +112,7 @@ class MainWindow(QMainWindow):
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.verticalHeader().setVisible(False)
         self.table.horizontalHeader().setStretchLastSection(True)
-        for column, width in enumerate((64, 92, 110, 80, 60, 150, 80)):
+        for column, width in enumerate((64, 92, 150, 80, 50, 150, 80)):
             self.table.setColumnWidth(column, width)
         self.table.selectionModel().currentRowChanged.connect(self._row_selected)
 
@@ -236,7 +236,7 @@ class MainWindow(QMainWindow):
     def _model_loaded(self, engine: Engine, description: str) -> None:
         self.engine = engine
         self.findings.model_label.setText(
-            f"Model: {engine.card.model_id}\nDevice: {description}\n"
+            f"Model: {engine.card.model_id}\nDevice: {engine.device_name}\n"
             f"Operating point: {engine.policy.operating_point} "
             f"(Cardiomegaly ≥ {engine.policy.threshold:.3f})"
         )

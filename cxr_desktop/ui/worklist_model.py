@@ -65,7 +65,7 @@ class WorklistModel(QAbstractTableModel):
             return info.study_date if info else ""
         if column == 5:
             view = info.view_position if info else ""
-            return f"{view} ⚠ {row.view_note}" if row.view_note else view
+            return f"{view} ⚠" if row.view_note else view  # the full note is in the tooltip and the panel
         if column == 6:
             return f"error: {row.error}" if row.status == ERROR else row.status
         if column == 7:
@@ -83,5 +83,5 @@ class WorklistModel(QAbstractTableModel):
         if role == Qt.ItemDataRole.ForegroundRole and row.status == ERROR:
             return QBrush(ERROR_FG)
         if role == Qt.ItemDataRole.ToolTipRole:
-            return str(row.path) + (f"\n{row.error}" if row.error else "")
+            return str(row.path) + "".join(f"\n{text}" for text in (row.view_note, row.error) if text)
         return None
