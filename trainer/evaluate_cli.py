@@ -15,7 +15,7 @@ from cxr_desktop.core.bundle import CARD_NAME, load_bundle, read_card
 from cxr_desktop.core.labels import multi_hot
 from cxr_desktop.studies.nih import read_nih_table
 from trainer.config import TrainConfig
-from trainer.data.local import _table
+from trainer.data.local import binary_table
 from trainer.data.nih import index_images
 from trainer.data.samples import SampleTable
 from trainer.evaluate import load_run, markdown_table, predict_table, thresholds_on, write_evaluation
@@ -36,7 +36,7 @@ def labelled_images(images: Path, labels: Path) -> SampleTable:
         items = list(csv.DictReader(handle))
     paths = [images / r["path"] for r in items]
     positive = [r["label"].strip().lower() in ("1", "true", "cardiomegaly") for r in items]
-    return _table(paths, positive, [str(p) for p in paths], "Cardiomegaly")
+    return binary_table(paths, positive, [str(p) for p in paths], "Cardiomegaly")
 
 
 def record_in_card(bundle_dir: Path, name: str, result: dict, how: str) -> None:

@@ -27,6 +27,8 @@ from PySide6.QtWidgets import (
 )
 
 from cxr_desktop.inference.engine import Engine, StudyResult
+from cxr_desktop.studies.reader import read_study
+from cxr_desktop.studies.study import StudyError
 from cxr_desktop.studies.windowing import PRESETS
 from cxr_desktop.ui.findings_panel import FindingsPanel
 from cxr_desktop.ui.image_view import ImageView
@@ -298,9 +300,6 @@ class MainWindow(QMainWindow):
         self._show_findings(row)
         self.view.set_image(None)
         if row.info is not None:
-            from cxr_desktop.studies.reader import read_study
-            from cxr_desktop.studies.study import StudyError
-
             try:
                 self.view.set_image(read_study(row.path).image)
             except StudyError as exc:

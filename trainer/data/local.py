@@ -13,7 +13,8 @@ from cxr_desktop.studies.reader import study_kind
 from trainer.data.samples import SampleTable, Splits, patient_split
 
 
-def _table(paths: list[Path], positive: list[bool], patients: list[str], finding: str) -> SampleTable:
+def binary_table(paths: list[Path], positive: list[bool], patients: list[str], finding: str) -> SampleTable:
+    """One labelled finding (1 / 0), the other 13 not labelled (NaN)."""
     labels = np.full((len(paths), len(FINDINGS)), np.nan, dtype=np.float32)
     labels[:, finding_index(finding)] = np.asarray(positive, dtype=np.float32)
     return SampleTable(paths, labels, patients)
@@ -49,7 +50,7 @@ def folder_splits(
         paths, positive = [], []
         folder = root / split
         if not folder.is_dir():
-            return _table([], [], [], finding)
+            return binary_table([], [], [], finding)
         classes = sorted(p.name for p in folder.iterdir() if p.is_dir())
         if positive_class not in classes:
             raise ValueError(f"{folder}: no class folder {positive_class!r} among {classes}")
@@ -58,7 +59,7 @@ def folder_splits(
             paths += files
             positive += [name == positive_class] * len(files)
         # patients are unknown in folder data: each image is its own "patient"
-        return _table(paths, positive, [str(p) for p in paths], finding)
+        return binary_table(paths, positive, [str(p) for p in paths], finding)
 
     train, val, test = read("train"), read("val"), read("test")
     notes: dict[str, object] = {"val_source": "folder"}
@@ -87,7 +88,7 @@ def csv_splits(path: Path, finding: str, positive_class: str, val_fraction: floa
     def build(items: list[dict[str, str]]) -> SampleTable:
         paths = [(path.parent / r["path"]).resolve() for r in items]
         patients = [r.get("patient_id") or str(p) for r, p in zip(items, paths, strict=True)]
-        return _table(paths, [positive(r["label"]) for r in items], patients, finding)
+        return binary_table(paths, [positive(r["label"]) for r in items], patients, finding)
 
     train, val, test = build(by_split["train"]), build(by_split["val"]), build(by_split["test"])
     if len(val) == 0:
