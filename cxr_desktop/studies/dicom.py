@@ -6,7 +6,6 @@ pylibjpeg-rle). Anything that is not a single-frame projection chest radiograph 
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_modality_lut, apply_voi_lut
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-from cxr_desktop.studies.study import LoadedStudy, StudyError, StudyInfo, check_pixels, unit_range
+from cxr_desktop.studies.study import LoadedStudy, StudyError, StudyInfo, check_pixels, content_key, unit_range
 
 log = logging.getLogger(__name__)
 
@@ -72,10 +71,7 @@ def check_is_chest_radiograph(path: Path, ds: Dataset) -> None:
 
 def dicom_info(path: Path, ds: Dataset) -> StudyInfo:
     sop_uid = _text(ds, "SOPInstanceUID")
-    if sop_uid:
-        key = f"sop:{sop_uid}"
-    else:
-        key = "sha1:" + hashlib.sha1(path.read_bytes()).hexdigest()
+    key = f"sop:{sop_uid}" if sop_uid else content_key(path)
     return StudyInfo(
         path=path,
         kind="dicom",

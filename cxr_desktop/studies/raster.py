@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import warnings
 from pathlib import Path
@@ -11,20 +10,12 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from cxr_desktop.studies.study import LoadedStudy, StudyError, StudyInfo, check_pixels, unit_range
+from cxr_desktop.studies.study import LoadedStudy, StudyError, StudyInfo, check_pixels, content_key, unit_range
 
 log = logging.getLogger(__name__)
 
 RASTER_SUFFIXES = {".png", ".jpg", ".jpeg"}
 MAX_PIXELS = 64_000_000  # decompression-bomb guard: a 1024^2 radiograph is 1 M px, a 4300^2 detector 18 M px
-
-
-def content_key(path: Path) -> str:
-    digest = hashlib.sha1()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return "sha1:" + digest.hexdigest()
 
 
 def _header_size(path: Path) -> tuple[int, int, str]:

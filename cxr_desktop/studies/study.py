@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,6 +58,15 @@ def check_pixels(path: Path, image: np.ndarray) -> np.ndarray:
     if image.min() == image.max():
         raise StudyError(path, "image is blank (every pixel has the same value)")
     return image
+
+
+def content_key(path: Path) -> str:
+    """A stable study key from the file's bytes, for files without a SOP Instance UID."""
+    digest = hashlib.sha1()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return "sha1:" + digest.hexdigest()
 
 
 def unit_range(image: np.ndarray) -> np.ndarray:
