@@ -123,10 +123,6 @@ class Engine:
                 logits = self.model(batch)
             return torch.sigmoid(logits.float()).cpu().numpy()
 
-    def predict_images(self, images: list[np.ndarray]) -> np.ndarray:
-        """Probabilities (N, 14) for gray display-polarity images of any size and bit depth."""
-        return self.predict_inputs([resize_to_input(to_uint8(img), self.spec) for img in images])
-
     def _prepare(self, path: Path, metadata: dict[str, str] | None) -> _Prepared:
         try:
             study = read_study(path, metadata)
