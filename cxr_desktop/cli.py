@@ -16,7 +16,7 @@ from cxr_desktop.core.explain import overlay
 from cxr_desktop.core.labels import FINDINGS
 from cxr_desktop.core.preprocess import to_uint8
 from cxr_desktop.core.resources import default_model_dir
-from cxr_desktop.inference.engine import Engine, StudyResult
+from cxr_desktop.inference.engine import BACKENDS, Engine, StudyResult
 from cxr_desktop.studies.nih import nih_study_metadata, read_nih_table
 from cxr_desktop.studies.reader import read_study
 from cxr_desktop.studies.scan import iter_study_files
@@ -34,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", type=Path, default=None, help="model bundle folder (default: the shipped model)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    parser.add_argument(
+        "--backend", default="auto", choices=BACKENDS, help="auto: ONNX Runtime on the CPU when the model has it"
+    )
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--operating-point", default=None, help="named operating point from the model card")
     parser.add_argument("--out", type=Path, default=None, help="CSV file to write (default: standard output)")
@@ -74,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
             precision=args.precision,
             batch_size=args.batch_size,
             operating_point=args.operating_point,
+            backend=args.backend,
         )
     except (BundleError, RuntimeError, ValueError, KeyError) as exc:
         hint = "" if args.model else " (no default model is installed; pass --model BUNDLE)"

@@ -36,7 +36,9 @@ def nih_sample(shared_data: Path) -> Path:
     return _require_or_skip(shared_data / "nih14-sample")
 
 
-def make_tiny_bundle(folder: Path, cardiomegaly_threshold: float = 0.5, arch: str = "resnet18") -> Path:
+def make_tiny_bundle(
+    folder: Path, cardiomegaly_threshold: float = 0.5, arch: str = "resnet18", seed: int = 0, onnx: bool = False
+) -> Path:
     """A random-weight bundle built through the core API (tests must not depend on the shipped model)."""
     import torch
 
@@ -44,7 +46,7 @@ def make_tiny_bundle(folder: Path, cardiomegaly_threshold: float = 0.5, arch: st
     from cxr_desktop.core.bundle import ModelCard, save_bundle
     from cxr_desktop.core.preprocess import PreprocessSpec
 
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     model = create(arch, 14)
     card = ModelCard(
         model_id="tiny-test-model",
@@ -53,7 +55,12 @@ def make_tiny_bundle(folder: Path, cardiomegaly_threshold: float = 0.5, arch: st
         operating_points={"sensitivity_0.90": {"Cardiomegaly": cardiomegaly_threshold}},
         default_operating_point="sensitivity_0.90",
     )
-    return save_bundle(folder, model, card)
+    save_bundle(folder, model, card)
+    if onnx:
+        from cxr_desktop.core.onnx_model import export_onnx
+
+        export_onnx(folder, model, card)
+    return folder
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,7 @@ import pytest
 from trainer_helpers import make_folder_dataset, write_config
 
 from cxr_desktop.core.bundle import load_bundle
+from cxr_desktop.inference.engine import Engine
 from trainer.cli import main as train_main
 
 CLI = [sys.executable, "-m", "trainer.cli"]
@@ -64,6 +65,8 @@ def test_train_evaluate_export(tiny, tmp_path):
         == 0
     )
     assert "test-again" in load_bundle(bundle_dir).card.metrics["checks"]
+    # the export wrote the ONNX copy, and recording a check kept it valid
+    assert Engine(load_bundle(bundle_dir), device="cpu", backend="onnx").backend == "onnxruntime"
     again = json.loads((tmp_path / "ev2" / "metrics.json").read_text())
     assert again["findings"]["Cardiomegaly"]["auroc"] == pytest.approx(metrics["findings"]["Cardiomegaly"]["auroc"])
 

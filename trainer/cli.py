@@ -1,4 +1,4 @@
-"""``cxr-train``: a thin CLI over the trainer library (cache, train, evaluate, export, experiment)."""
+"""``cxr-train``: a thin CLI over the trainer library (cache, train, evaluate, export, onnx, experiment)."""
 
 from __future__ import annotations
 
@@ -42,6 +42,16 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _onnx(args: argparse.Namespace) -> int:
+    from cxr_desktop.core.bundle import load_bundle
+    from cxr_desktop.core.onnx_model import export_onnx
+
+    bundle = load_bundle(args.bundle)
+    path = export_onnx(args.bundle, bundle.model, bundle.card)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB) for {bundle.card.model_id}")
+    return 0
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     from trainer.evaluate_cli import evaluate_command
 
@@ -51,7 +61,9 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from trainer.export import export_run
 
-    card = export_run(Path(args.run), Path(args.out), args.target_sensitivity, args.model_id, args.device)
+    card = export_run(
+        Path(args.run), Path(args.out), args.target_sensitivity, args.model_id, args.device, onnx=not args.no_onnx
+    )
     point = card.operating_points[card.default_operating_point]
     print(f"exported {card.model_id} to {args.out}; Cardiomegaly threshold {point.get('Cardiomegaly', 0.5):.4f}")
     return 0
@@ -103,7 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target-sensitivity", type=float, default=0.9)
     p.add_argument("--model-id")
     p.add_argument("--device", default="auto")
+    p.add_argument("--no-onnx", action="store_true", help="skip the ONNX copy used by the faster CPU backend")
     p.set_defaults(func=_export)
+
+    p = sub.add_parser("onnx", help="add (or renew) the ONNX copy of an existing bundle's model")
+    p.add_argument("bundle", type=Path)
+    p.set_defaults(func=_onnx)
 
     p = sub.add_parser("experiment", help="run a grid of runs and write report.md")
     p.add_argument("config", type=Path)

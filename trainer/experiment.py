@@ -119,6 +119,7 @@ def run_experiment(config_path: Path, folder: Path | None = None, base_overrides
     spec = yaml.safe_load(config_path.read_text(encoding="utf-8"))
     if isinstance(spec.get("base"), str):  # a base config file, relative to the experiment file
         spec["base"] = yaml.safe_load((config_path.parent / spec["base"]).read_text(encoding="utf-8"))
+    spec["base"].update(spec.get("base_overrides", {}))  # the study's own changes to its shared base
     for item in base_overrides or []:
         key, _, raw = item.partition("=")
         spec["base"][key.strip()] = yaml.safe_load(raw)

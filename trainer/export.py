@@ -11,6 +11,7 @@ import numpy as np
 
 from cxr_desktop.core.bundle import ModelCard, save_bundle
 from cxr_desktop.core.labels import FINDINGS, URGENT_FINDING
+from cxr_desktop.core.onnx_model import export_onnx
 from trainer.evaluate import evaluate_predictions, load_run, predict_table, thresholds_on
 from trainer.metrics import youden_threshold
 from trainer.run import build_splits
@@ -45,7 +46,9 @@ def export_run(
     model_id: str | None = None,
     device: str = "auto",
     extra_provenance: dict | None = None,
+    onnx: bool = True,
 ) -> ModelCard:
+    """Write the bundle (weights, card and, unless ``onnx`` is False, the ONNX copy for ONNX Runtime)."""
     run = load_run(Path(run_dir))
     splits = build_splits(run.config)
     spec = run.config.spec()
@@ -82,5 +85,7 @@ def export_run(
         limitations=list(LIMITATIONS),
     )
     save_bundle(out, run.model, card)
+    if onnx:
+        export_onnx(out, run.model, card)
     log.info("exported %s to %s", run.run_dir, out)
     return card

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 CARD_NAME = "card.json"
 WEIGHTS_NAME = "weights.safetensors"
+ONNX_NAME = "model.onnx"
 
 
 class BundleError(Exception):
@@ -75,6 +76,8 @@ class ModelCard:
     limitations: list[str] = field(default_factory=list)
     weights_file: str = WEIGHTS_NAME
     weights_sha256: str = ""
+    onnx_file: str = ""  # optional ONNX copy of the model for ONNX Runtime (see core.onnx_model)
+    onnx_sha256: str = ""
     format_version: int = FORMAT_VERSION
 
     @property
@@ -109,6 +112,8 @@ def save_bundle(folder: str | Path, model: torch.nn.Module, card: ModelCard) -> 
     weights_path = folder / WEIGHTS_NAME
     save_file(state, str(weights_path))
     card.weights_sha256 = sha256_of(weights_path)
+    card.onnx_file = card.onnx_sha256 = ""  # new weights: any ONNX copy beside them is stale
+    (folder / ONNX_NAME).unlink(missing_ok=True)
     card.format_version = FORMAT_VERSION
     _validate_card_fields(card)
     (folder / CARD_NAME).write_text(card.to_json(), encoding="utf-8")

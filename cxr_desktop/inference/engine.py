@@ -21,6 +21,7 @@ from cxr_desktop.core.bundle import LoadedBundle, load_bundle
 from cxr_desktop.core.explain import grad_cam, map_to_image
 from cxr_desktop.core.labels import finding_index
 from cxr_desktop.core.preprocess import normalize_input, resize_to_input, to_uint8
+from cxr_desktop.inference.onnx_scorer import OnnxScorer, onnxruntime_available, open_verified
 from cxr_desktop.inference.triage import TriagePolicy
 from cxr_desktop.studies.reader import read_study
 from cxr_desktop.studies.study import StudyError, StudyInfo
@@ -62,8 +63,12 @@ class _Prepared:
     error: str = ""
 
 
+BACKENDS = ("auto", "torch", "onnx")
+
+
 class Engine:
-    """One model on one device. ``precision`` is "fp32" or "bf16" (autocast; CPU or CUDA)."""
+    """One model on one device. ``precision`` is "fp32" or "bf16" (autocast; CPU or CUDA). ``backend``
+    "auto" scores with ONNX Runtime on the CPU when the bundle has a verified ONNX copy, else PyTorch."""
 
     def __init__(
         self,
@@ -73,6 +78,7 @@ class Engine:
         precision: str = "fp32",
         workers: int | None = None,
         operating_point: str | None = None,
+        backend: str = "auto",
     ) -> None:
         self.bundle = bundle
         self.card = bundle.card
@@ -89,6 +95,33 @@ class Engine:
             self.model = self.model.to(memory_format=torch.channels_last)
         self._cam_layer = cam_target_layer(self.card.architecture, self.model)
         self._model_lock = threading.Lock()  # scoring and Grad-CAM may come from different threads
+        self._onnx = self._choose_onnx(backend)
+
+    def _choose_onnx(self, backend: str) -> OnnxScorer | None:
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        if backend == "torch":
+            return None
+        usable = self.device.type == "cpu" and self.precision == "fp32"
+        if backend == "onnx":
+            if not usable:
+                raise ValueError("the ONNX Runtime backend runs fp32 on the CPU only (use --device cpu)")
+            if not onnxruntime_available():
+                raise RuntimeError("the ONNX backend was requested but onnxruntime is not installed")
+            scorer = open_verified(self.bundle)
+            if scorer is None:
+                raise RuntimeError(f"{self.bundle.path} has no ONNX file; add one with `cxr-train onnx BUNDLE`")
+            return scorer
+        if not usable or not self.card.onnx_file:
+            return None
+        if not onnxruntime_available():
+            log.info("onnxruntime is not installed; scoring with PyTorch")
+            return None
+        return open_verified(self.bundle)
+
+    @property
+    def backend(self) -> str:
+        return "onnxruntime" if self._onnx is not None else "pytorch"
 
     @classmethod
     def from_path(cls, path: str | Path, **kwargs) -> Engine:
@@ -97,7 +130,7 @@ class Engine:
     @property
     def device_name(self) -> str:
         name = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "CPU"
-        return f"{name} ({self.precision})"
+        return f"{name} ({self.precision}, {self.backend})"
 
     @property
     def description(self) -> str:
@@ -115,6 +148,8 @@ class Engine:
         if not inputs:
             return np.zeros((0, len(self.card.labels)), dtype=np.float32)
         batch = self._to_batch(inputs)
+        if self._onnx is not None:
+            return torch.sigmoid(torch.from_numpy(self._onnx(batch.contiguous().numpy()))).numpy()
         with self._model_lock, torch.inference_mode():
             if self.precision == "bf16":
                 with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16):

@@ -1,0 +1,70 @@
+"""Scoring with ONNX Runtime on the CPU: ~2.3x the PyTorch forward of EfficientNet-Lite0 on a 2-core
+AVX2 machine (docs/performance.md), same outputs to ~1e-6. Grad-CAM still runs in PyTorch (it needs
+gradients)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cxr_desktop.core.bundle import BundleError, LoadedBundle
+from cxr_desktop.core.onnx_model import INPUT_NAME, onnx_path
+from cxr_desktop.core.preprocess import normalize_input
+
+log = logging.getLogger(__name__)
+
+AGREEMENT_TOLERANCE = 1e-3  # largest probability difference from the PyTorch model that is accepted
+
+
+class OnnxMismatchError(BundleError):
+    """The bundle's ONNX file does not compute what its weights compute."""
+
+
+def onnxruntime_available() -> bool:
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class OnnxScorer:
+    """Logits for a normalized float32 batch (N, C, H, W)."""
+
+    def __init__(self, path: Path, threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.log_severity_level = 3  # errors only; ORT's own warnings go to stderr otherwise
+        if threads:
+            options.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {INPUT_NAME: np.ascontiguousarray(batch, dtype=np.float32)})[0]
+
+
+def open_verified(bundle: LoadedBundle, threads: int | None = None) -> OnnxScorer | None:
+    """The bundle's ONNX scorer after checking its checksum and that it agrees with the weights on a probe
+    batch; None when the bundle has no ONNX file. Raises ``BundleError`` for a changed or disagreeing file."""
+    path = onnx_path(bundle)
+    if path is None:
+        return None
+    scorer = OnnxScorer(path, threads)
+    spec = bundle.card.spec
+    probe = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (2, spec.input_size, spec.input_size)))
+    batch = normalize_input(probe.to(torch.uint8), spec).contiguous()
+    with torch.inference_mode():
+        expected = torch.sigmoid(bundle.model(batch)).numpy()
+    got = torch.sigmoid(torch.from_numpy(scorer(batch.numpy()))).numpy()
+    difference = float(np.abs(got - expected).max())
+    if not difference <= AGREEMENT_TOLERANCE:
+        raise OnnxMismatchError(
+            f"{path.name} disagrees with the bundle's weights (largest probability difference {difference:.4f}); "
+            "re-export it with `cxr-train onnx BUNDLE`"
+        )
+    log.info("ONNX Runtime scorer ready (%s, agrees with the weights to %.1e)", path.name, difference)
+    return scorer
