@@ -12,7 +12,7 @@ import cv2
 from tqdm import tqdm
 
 from cxr_desktop.core.bundle import BundleError
-from cxr_desktop.core.explain import overlay
+from cxr_desktop.core.heatmap_overlay import overlay
 from cxr_desktop.core.labels import FINDINGS
 from cxr_desktop.core.preprocess import to_uint8
 from cxr_desktop.core.resources import default_model_dir

@@ -29,7 +29,8 @@ def test_default_model_scores_the_same_with_onnx_runtime_on_real_nih_images(nih_
     got = list(fast.triage(paths))
     expected = list(reference.triage(paths))
     assert all(r.ok for r in got) and len(got) == 48
-    difference = max(abs(a.probabilities[k] - b.probabilities[k]) for a, b in zip(got, expected) for k in a.probabilities)
+    pairs = list(zip(got, expected, strict=True))
+    difference = max(abs(a.probabilities[k] - b.probabilities[k]) for a, b in pairs for k in a.probabilities)
     assert difference < 1e-4
     assert [r.urgent for r in got] == [r.urgent for r in expected]
     assert any(r.urgent for r in got) and not all(r.urgent for r in got)

@@ -1,4 +1,4 @@
-"""Grad-CAM for one finding, mapped back onto the original image geometry, and a colour overlay.
+"""Grad-CAM for one finding, mapped back onto the original image geometry.
 
 Shared by the app (viewer heatmaps) and the trainer (report galleries). Hooks are released by the
 ``with GradCAM(...)`` block; gradients are switched on even if the caller runs under inference mode.
@@ -9,8 +9,6 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import torch
-from pytorch_grad_cam import GradCAM
-from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
 
 from cxr_desktop.core.preprocess import PreprocessSpec, input_box
@@ -18,6 +16,9 @@ from cxr_desktop.core.preprocess import PreprocessSpec, input_box
 
 def grad_cam(model: nn.Module, target_layer: nn.Module, inputs: torch.Tensor, output_index: int) -> np.ndarray:
     """Grad-CAM maps in [0, 1] at input resolution, one per item of ``inputs`` (N, C, H, W)."""
+    from pytorch_grad_cam import GradCAM  # imported on first use: it pulls in scikit-learn (seconds)
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
     was_training = model.training
     model.eval()
     try:
@@ -39,13 +40,3 @@ def map_to_image(cam: np.ndarray, image_shape: tuple[int, int], spec: Preprocess
     full = np.zeros((h, w), dtype=np.float32)
     full[y0:y1, x0:x1] = cv2.resize(inside, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
     return full
-
-
-def overlay(gray_uint8: np.ndarray, heatmap: np.ndarray, opacity: float = 0.4) -> np.ndarray:
-    """RGB uint8 image: the gray image with a JET heatmap blended in (``heatmap`` in [0, 1])."""
-    if gray_uint8.shape != heatmap.shape:
-        raise ValueError(f"image {gray_uint8.shape} and heatmap {heatmap.shape} differ in shape")
-    colour = cv2.applyColorMap(np.clip(heatmap * 255, 0, 255).astype(np.uint8), cv2.COLORMAP_JET)
-    colour = cv2.cvtColor(colour, cv2.COLOR_BGR2RGB)
-    base = cv2.cvtColor(gray_uint8, cv2.COLOR_GRAY2RGB)
-    return cv2.addWeighted(base, 1.0 - opacity, colour, opacity, 0.0)

@@ -8,7 +8,7 @@ from PySide6.QtCore import QPointF, Qt, Signal
 from PySide6.QtGui import QImage, QPainter, QPixmap
 from PySide6.QtWidgets import QGraphicsPixmapItem, QGraphicsScene, QGraphicsView
 
-from cxr_desktop.core.explain import overlay
+from cxr_desktop.core.heatmap_overlay import overlay
 from cxr_desktop.studies.windowing import DEFAULT_WINDOW, apply_window
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QFileSystemWatcher, QItemSelectionModel, Qt, QThread, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence, QShortcut
@@ -26,7 +27,6 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from cxr_desktop.inference.engine import Engine, StudyResult
 from cxr_desktop.studies.reader import read_study
 from cxr_desktop.studies.study import StudyError
 from cxr_desktop.studies.windowing import PRESETS
@@ -38,13 +38,16 @@ from cxr_desktop.worklist.export import export_csv
 from cxr_desktop.worklist.reviews import ReviewStore
 from cxr_desktop.worklist.rows import DONE, Row, Worklist
 
+if TYPE_CHECKING:  # the engine (and PyTorch) load in the worker thread, after the window is shown
+    from cxr_desktop.inference.engine import Engine, StudyResult
+
 log = logging.getLogger(__name__)
 
 
 class MainWindow(QMainWindow):
     request_model = Signal(str, str)
     request_open = Signal(list)
-    request_heatmap = Signal(str)
+    request_heatmap = Signal(str, bool)  # path, at the front of the queue
 
     def __init__(
         self,
@@ -60,6 +63,7 @@ class MainWindow(QMainWindow):
         self.worklist = Worklist(max_wait_s=max_wait_minutes * 60)
         self.model = WorklistModel(self.worklist, self)
         self.heatmaps: dict[Path, object] = {}
+        self._heat_backlog: list[Path] = []
         self.current: Row | None = None
         self.watched: list[str] = []
         self.setWindowTitle("CXR Triage" + (" — SYNTHETIC DEMO (not patient data)" if synthetic else ""))
@@ -178,6 +182,7 @@ class MainWindow(QMainWindow):
         self.worker.result.connect(self._result)
         self.worker.progress.connect(self._progress)
         self.heat.ready.connect(self._heatmap_ready)
+        self.worker.idle.connect(self._precompute_heatmaps)
         self.heat.failed.connect(lambda path, reason: self.statusBar().showMessage(reason, 8000))
         self.worker_thread.start()
         self.heat_thread.start()
@@ -244,6 +249,7 @@ class MainWindow(QMainWindow):
         )
         self.status_label.setText(f"Model {description}")
         self.heatmaps.clear()
+        self._heat_backlog.clear()
 
     def _model_failed(self, message: str) -> None:
         self.status_label.setText(message + " — studies stay queued; open a model bundle (Open model…).")
@@ -258,7 +264,7 @@ class MainWindow(QMainWindow):
     def _result(self, result: StudyResult) -> None:
         row = self.worklist.apply(result)
         if row is not None and row.urgent:
-            self.request_heatmap.emit(str(row.path))  # precompute for urgent studies
+            self._heat_backlog.append(row.path)  # precomputed once scoring is idle, not competing with it
         if row is self.current:
             self._show_findings(row)
         self._dirty = True
@@ -267,6 +273,12 @@ class MainWindow(QMainWindow):
         self.progress.setMaximum(max(total, 1))
         self.progress.setValue(done)
         self.progress.setFormat(f"{done}/{total} triaged")
+
+    def _precompute_heatmaps(self) -> None:
+        for path in self._heat_backlog:
+            if path not in self.heatmaps:
+                self.request_heatmap.emit(str(path), False)
+        self._heat_backlog.clear()
 
     def _heatmap_ready(self, path: str, image, heatmap) -> None:
         self.heatmaps[Path(path)] = heatmap
@@ -308,7 +320,7 @@ class MainWindow(QMainWindow):
             if row.path in self.heatmaps:
                 self.view.set_heatmap(self.heatmaps[row.path])
             elif row.status == DONE:
-                self.request_heatmap.emit(str(row.path))
+                self.request_heatmap.emit(str(row.path), True)
 
     def _show_findings(self, row: Row) -> None:
         header = f"<b>{row.path.name}</b>"

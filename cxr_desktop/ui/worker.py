@@ -4,15 +4,18 @@ so the GUI thread only ever receives finished results."""
 from __future__ import annotations
 
 import logging
+from collections import deque
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtCore import QObject, QThread, QTimer, Signal, Slot
 
-from cxr_desktop.core.bundle import BundleError
-from cxr_desktop.inference.engine import Engine
 from cxr_desktop.studies.reader import read_header, read_study
 from cxr_desktop.studies.scan import iter_study_files
 from cxr_desktop.studies.study import StudyError
+
+if TYPE_CHECKING:
+    from cxr_desktop.inference.engine import Engine
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +40,10 @@ class TriageWorker(QObject):
 
     @Slot(str, str)
     def load_model(self, path: str, device: str) -> None:
+        # PyTorch is imported here, in the worker thread, so that the window paints before it loads
+        from cxr_desktop.core.bundle import BundleError
+        from cxr_desktop.inference.engine import Engine
+
         try:
             engine = Engine.from_path(Path(path), device=device)
         except (BundleError, RuntimeError, ValueError, KeyError) as exc:
@@ -82,7 +89,8 @@ class TriageWorker(QObject):
 
 
 class HeatmapWorker(QObject):
-    """Grad-CAM on demand (selected or urgent studies), in a thread of its own."""
+    """Grad-CAM on demand, in a thread of its own, one map at a time from a queue: the study the user
+    selected goes to the front; urgent studies are precomputed behind it."""
 
     ready = Signal(str, object, object)  # path, display image, heatmap in [0, 1] over the image
     failed = Signal(str, str)
@@ -90,15 +98,30 @@ class HeatmapWorker(QObject):
     def __init__(self) -> None:
         super().__init__()
         self.engine: Engine | None = None
+        self._queue: deque[str] = deque()
 
     @Slot(object, str)
     def set_engine(self, engine: Engine, _description: str = "") -> None:
         self.engine = engine
+        self._queue.clear()
 
-    @Slot(str)
-    def compute(self, path: str) -> None:
-        if self.engine is None:
+    @Slot(str, bool)
+    def compute(self, path: str, first: bool) -> None:
+        """Queue ``path`` (at the front when ``first``); maps are computed between incoming requests."""
+        if path in self._queue:
+            self._queue.remove(path)
+        idle = not self._queue
+        if first:
+            self._queue.appendleft(path)
+        else:
+            self._queue.append(path)
+        if idle:
+            QTimer.singleShot(0, self._next)
+
+    def _next(self) -> None:
+        if not self._queue or self.engine is None:
             return
+        path = self._queue.popleft()
         try:
             image = read_study(Path(path)).image
             self.ready.emit(path, image, self.engine.heatmap(image))
@@ -107,3 +130,5 @@ class HeatmapWorker(QObject):
         except RuntimeError as exc:  # e.g. out of memory on the device; the viewer says so
             log.error("Grad-CAM failed: %s", exc)
             self.failed.emit(path, f"heatmap failed: {exc}")
+        if self._queue:
+            QTimer.singleShot(0, self._next)  # lets a new request (e.g. a selection) in first

@@ -1,0 +1,128 @@
+"""The desktop app's responsiveness, with the default model: launch to first paint, and the longest
+event-loop stall while it triages a folder of full-size studies (a 5 ms timer records the gaps between its
+ticks; the first row is selected mid-run so its image and Grad-CAM load while scoring goes on).
+
+    QT_QPA_PLATFORM=offscreen .venv/bin/python benchmarks/gui_responsiveness.py --count 200
+
+First paint is measured by running the real `cxr-desktop` main() in a child process with an event filter
+that stops the app at the main window's first paint (offscreen platform here: no compositor or GPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from study_folder import SHARED, build_folder  # benchmarks/study_folder.py
+
+
+def first_paint_child(launched: float) -> None:
+    from PySide6.QtCore import QEvent, QObject, QTimer
+    from PySide6.QtWidgets import QApplication, QMainWindow
+
+    app = QApplication(sys.argv[:1])
+
+    class FirstPaint(QObject):
+        def eventFilter(self, obj, event):  # noqa: N802 - Qt's name
+            if event.type() == QEvent.Type.Paint and isinstance(obj, QMainWindow):
+                print(f"FIRST_PAINT {time.time() - launched:.3f}", flush=True)
+                app.removeEventFilter(self)
+                QTimer.singleShot(0, app.quit)
+            return False
+
+    paint_filter = FirstPaint()
+    app.installEventFilter(paint_filter)
+    from cxr_desktop.ui.app import main
+
+    main(["--reviews", str(Path(tempfile.mkdtemp()) / "r.sqlite3")])
+
+
+def measure_first_paint(repeats: int) -> list[float]:
+    times = []
+    for _ in range(repeats):
+        launched = time.time()
+        out = subprocess.run(
+            [sys.executable, __file__, "--first-paint-child", str(launched)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "QT_QPA_PLATFORM": os.environ.get("QT_QPA_PLATFORM", "offscreen")},
+        )
+        line = next(line for line in out.stdout.splitlines() if line.startswith("FIRST_PAINT"))
+        times.append(float(line.split()[1]))
+    return times
+
+
+def measure_stalls(count: int, shared: Path) -> None:
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from cxr_desktop.core.resources import default_model_dir
+    from cxr_desktop.ui.main_window import MainWindow
+    from cxr_desktop.worklist.reviews import ReviewStore
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "studies"
+        folder.mkdir()
+        build_folder(folder, count, shared)
+        window = MainWindow(default_model_dir(), ReviewStore(Path(tmp) / "r.sqlite3"), device="cpu")
+        window.show()
+        while window.engine is None:
+            app.processEvents()
+            time.sleep(0.01)
+        ticks: list[float] = []
+        marks: dict[str, float] = {}
+
+        def tick() -> None:
+            now = time.perf_counter()
+            ticks.append(now)
+            counts = window.worklist.counts()
+            if counts["urgent"] and "first urgent" not in marks:
+                marks["first urgent"] = now
+            if counts["done"] >= count // 2 and "selected" not in marks:
+                marks["selected"] = now
+                window.table.selectRow(0)  # the user opens the top study while scoring goes on
+            if counts["done"] + counts["error"] >= count:
+                marks["done"] = now
+                app.quit()
+
+        timer = QTimer(interval=5, timeout=tick)
+        started = time.perf_counter()
+        timer.start()
+        window.open_paths([str(folder)])
+        app.exec()
+        timer.stop()
+        gaps = np.diff(np.array([started, *ticks])) * 1000
+        print(f"app triaged {count} studies in {marks['done'] - started:.1f} s "
+              f"({count / (marks['done'] - started):.1f} studies/s, {window.engine.description})")  # fmt: skip
+        print(f"first urgent row {marks['first urgent'] - started:.2f} s after opening the folder")
+        print(f"event-loop gaps (5 ms timer, {len(gaps)} ticks): max {gaps.max():.0f} ms, "
+              f"p99 {np.percentile(gaps, 99):.0f} ms, median {np.median(gaps):.1f} ms, "
+              f"> 100 ms: {(gaps > 100).sum()}")  # fmt: skip
+        window.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--count", type=int, default=200)
+    parser.add_argument("--paint-repeats", type=int, default=3)
+    parser.add_argument("--shared", type=Path, default=SHARED)
+    parser.add_argument("--first-paint-child", type=float, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.first_paint_child is not None:
+        first_paint_child(args.first_paint_child)
+        return
+    paints = measure_first_paint(args.paint_repeats)
+    print(f"launch to first paint: {', '.join(f'{t:.2f}' for t in paints)} s (median {np.median(paints):.2f} s)")
+    measure_stalls(args.count, args.shared)
+
+
+if __name__ == "__main__":
+    main()

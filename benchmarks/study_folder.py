@@ -1,0 +1,19 @@
+"""The benchmarks' study folder: copies of the shared full-size NIH PNGs (1024 px) and chest DICOMs."""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+from pathlib import Path
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+CHEST_DICOMS = ["nih_dx_chest_uncompressed.dcm", "siim_cr_chest_pa_jpeg_baseline.dcm",
+                "siim_cr_chest_monochrome1.dcm", "cr_mono1_10bit_chest_no_meta.dcm"]  # fmt: skip
+
+
+def build_folder(folder: Path, count: int, shared: Path) -> list[Path]:
+    sources = sorted((shared / "nih14-sample" / "images-1024").glob("*.png"))
+    sources += [shared / "dicom" / name for name in CHEST_DICOMS]
+    for i, source in zip(range(count), itertools.cycle(sources)):
+        shutil.copy(source, folder / f"study_{i:04d}{source.suffix}")
+    return sorted(folder.iterdir())
