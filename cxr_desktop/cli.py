@@ -91,7 +91,12 @@ def main(argv: list[str] | None = None) -> int:
     files = list(iter_study_files(args.paths))
     print(f"cxr-triage: {len(files)} files, model {engine.description}", file=sys.stderr)
 
-    out = open(args.out, "w", newline="", encoding="utf-8") if args.out else sys.stdout  # noqa: SIM115
+    # a file name that is not valid UTF-8 is written with its odd bytes escaped (\udcff), not lost
+    if args.out:
+        out = open(args.out, "w", newline="", encoding="utf-8", errors="backslashreplace")  # noqa: SIM115
+    else:
+        out = sys.stdout
+        out.reconfigure(errors="backslashreplace")
     try:
         writer = csv.DictWriter(out, fieldnames=COLUMNS)
         writer.writeheader()

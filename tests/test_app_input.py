@@ -1,4 +1,6 @@
-"""Drag and drop, and the maximum-wait setting, on the real window."""
+"""Drag and drop, the maximum-wait setting and a refused model bundle, on the real window."""
+
+import shutil
 
 from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent
@@ -20,3 +22,21 @@ def test_dropping_a_folder_opens_it(qtbot, tmp_path, tiny_bundle, dicom_dir):
     qtbot.waitUntil(lambda: len(window.worklist.rows) == 5 and window.worklist.counts()["queued"] == 0, timeout=60_000)
     window.max_wait.setValue(5)
     assert window.worklist.max_wait_s == 300
+
+
+def test_a_changed_model_bundle_is_refused_and_the_previous_model_kept(qtbot, tmp_path, tiny_bundle, dicom_dir):
+    window = MainWindow(tiny_bundle, ReviewStore(tmp_path / "r.sqlite3"), device="cpu")
+    qtbot.addWidget(window)
+    qtbot.waitUntil(lambda: window.engine is not None, timeout=60_000)
+    kept = window.engine
+    changed = tmp_path / "changed"
+    shutil.copytree(tiny_bundle, changed)
+    with open(changed / "weights.safetensors", "r+b") as handle:
+        handle.seek(-16, 2)
+        handle.write(b"\x00" * 16)
+    with qtbot.waitSignal(window.worker.model_failed, timeout=30_000):
+        window.request_model.emit(str(changed), "cpu")
+    assert "sha256" in window.status_label.text() and "still using tiny-test-model" in window.status_label.text()
+    assert window.engine is kept and window.worker.engine is kept
+    window.open_paths([str(dicom_dir)])
+    qtbot.waitUntil(lambda: window.worklist.counts()["done"] == 4, timeout=60_000)

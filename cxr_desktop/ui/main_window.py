@@ -252,7 +252,10 @@ class MainWindow(QMainWindow):
         self._heat_backlog.clear()
 
     def _model_failed(self, message: str) -> None:
-        self.status_label.setText(message + " — studies stay queued; open a model bundle (Open model…).")
+        if self.engine is not None:  # the worker kept the model it had
+            self.status_label.setText(f"{message} — still using {self.engine.card.model_id}")
+        else:
+            self.status_label.setText(message + " — studies stay queued; open a model bundle (Open model…).")
 
     def _scanned(self, items: list) -> None:
         for path, info, error in items:

@@ -32,7 +32,8 @@ def study_fields(
 
 
 def export_csv(rows: list[Row], path: Path) -> None:
-    with open(path, "w", newline="", encoding="utf-8") as handle:
+    # a file name that is not valid UTF-8 is written with its odd bytes escaped (\udcff), not lost
+    with open(path, "w", newline="", encoding="utf-8", errors="backslashreplace") as handle:
         writer = csv.DictWriter(handle, fieldnames=COLUMNS)
         writer.writeheader()
         for row in rows:

@@ -1,0 +1,95 @@
+"""Write docs/robustness.md: the bad-input catalogue (tests/bad_inputs.py) run through `cxr-triage` with the
+shipped model, with the exact reason each file gets.
+
+    .venv/bin/python scripts/robustness_table.py > docs/robustness.md
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import sys
+import tempfile
+from contextlib import redirect_stderr
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from bad_inputs import CASES, build_catalogue  # noqa: E402
+
+from cxr_desktop.cli import main as triage_main  # noqa: E402
+
+HEADER = """# Robustness: what happens to bad input
+
+Every kind below is generated at test time by `tests/bad_inputs.py` and checked by `tests/test_bad_inputs.py`
+twice: through `cxr-triage` (the CSV row) and through the app's worklist (the row's status and reason), with
+good studies in the same folder that must still be scored. No kind crashes either program or stops the
+queue. The table was produced with the shipped model by
+
+    .venv/bin/python scripts/robustness_table.py > docs/robustness.md
+
+Other guarantees of the same issue, and the tests that check them:
+
+| Guarantee | Test |
+|---|---|
+| A review decision is on disk once the user has made it (SIGKILL of a writer, many times, DB intact) | `tests/test_reviews_durability.py` |
+| The trainer resumes after SIGKILL and ends with the metrics of an uninterrupted run | `tests/test_trainer_runs.py::test_resume_after_kill_matches_an_uninterrupted_run` |
+| A bundle with a wrong sha256, unknown format version, other labels, truncated weights or a pickle payload is refused; the app keeps its model | `tests/test_bundle.py`, `tests/test_app_input.py` |
+| A changed ONNX copy, or one that computes something else than the weights, is refused | `tests/test_onnx_backend.py` |
+| No network access at run time (sockets blocked) | `tests/test_privacy_offline.py` |
+| Logs and messages never contain patient names or IDs | `tests/test_privacy_offline.py` |
+| A file deleted between scan and read; a file the OS refuses to read | `tests/test_bad_inputs.py` |
+
+Files that are not studies by their name (`.txt`, `.csv`, `.pdf`, …) are skipped by the folder scan and not
+listed; files without an extension are listed only when they carry the DICOM preamble.
+
+| # | Input | Outcome | Reason shown in the row / CSV |
+|---|---|---|---|
+"""
+
+FOOTER = """
+Two more kinds need a moment in between or another user, so they are checked at the engine in
+`tests/test_bad_inputs.py` rather than in this table:
+
+| Input | Outcome | Reason |
+|---|---|---|
+| file deleted between the header scan and the pixel read | refused, the next study is scored | file no longer exists |
+| file the operating system refuses to read (EACCES) | refused | cannot read file (Permission denied) |
+
+The issue listed a 16-bit PNG and an RGBA PNG among the bad inputs. They are valid radiographs in common
+export formats (16-bit gray holds 10-14-bit detector data), so refusing them would lose a study: they are
+read at full depth (16-bit) or by luminance with the alpha channel dropped (RGBA), and scored. Likewise a JPEG
+saved with a `.png` name is read by its content, and a file name that is not valid UTF-8 is scored and
+written to CSV with the odd bytes escaped (`\\udcff`), so the CSV stays valid UTF-8.
+"""
+
+
+def main() -> None:
+    logging.disable(logging.WARNING)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "catalogue"
+        cases = build_catalogue(folder)
+        out = Path(tmp) / "triage.csv"
+        with redirect_stderr(io.StringIO()):
+            code = triage_main([str(folder), "--out", str(out), "--quiet"])
+        if code != 0:
+            raise SystemExit(f"cxr-triage exited with {code}")
+        rows = {r["path"]: r for r in csv.DictReader(out.open(encoding="utf-8"))}
+        lines = [HEADER.rstrip("\n")]
+        for number, case in enumerate(CASES, start=1):
+            path = next(p for p, c in cases.items() if c is case)
+            row = rows[str(path).encode("utf-8", "backslashreplace").decode()]
+            outcome = (
+                "refused" if row["status"] == "error" else f"scored (Cardiomegaly {float(row['Cardiomegaly']):.2f})"
+            )
+            shown = row["error"].replace(str(folder) + "/", "").replace("|", "\\|") or case.note
+            lines.append(f"| {number} | {case.kind} | {outcome} | {shown} |")
+    refused = sum(1 for c in CASES if c.reason)
+    lines.append(f"\n{refused} kinds refused with a reason, {len(CASES) - refused} accepted and scored.")
+    lines.append(FOOTER)
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
