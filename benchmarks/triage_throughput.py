@@ -70,6 +70,32 @@ def run_naive(model: torch.nn.Module, spec, paths: list[Path]) -> float:
     return len(paths) / (time.perf_counter() - started)
 
 
+def model_only(model_dir: Path, batches: int = 6, batch_size: int = 16) -> dict[str, float]:
+    """Forward passes on an in-memory batch: the ceiling the end-to-end figures are measured against."""
+    from cxr_desktop.inference.onnx_scorer import open_verified
+
+    bundle = load_bundle(model_dir)
+    size = bundle.card.spec.input_size
+    x = torch.randn(batch_size, 3, size, size)
+
+    def rate(forward, batch) -> float:
+        forward(batch)
+        started = time.perf_counter()
+        for _ in range(batches):
+            forward(batch)
+        return batches * batch_size / (time.perf_counter() - started)
+
+    model = bundle.model.eval()
+    with torch.inference_mode():
+        rates = {"pytorch fp32, contiguous": rate(model, x)}
+        model = model.to(memory_format=torch.channels_last)
+        rates["pytorch fp32, channels_last"] = rate(model, x.contiguous(memory_format=torch.channels_last))
+    scorer = open_verified(bundle)
+    if scorer is not None:
+        rates["onnxruntime fp32"] = rate(scorer, x.numpy())
+    return rates
+
+
 def bf16_check(model_dir: Path, images: list[Path]) -> str:
     fp32 = Engine(load_bundle(model_dir), device="cpu", backend="torch")
     bf16 = Engine(load_bundle(model_dir), device="cpu", precision="bf16")
@@ -100,6 +126,8 @@ def main() -> None:
     args = parser.parse_args()
     model_dir = args.model or default_model_dir()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, model {model_dir.name}", flush=True)
+    for name, rate in model_only(model_dir).items():
+        print(f"{'model only, batch 16, ' + name:58s} {rate:6.1f} images/s", flush=True)
 
     with tempfile.TemporaryDirectory() as tmp:
         paths = build_folder(Path(tmp), args.count, args.shared)

@@ -93,3 +93,18 @@ def test_priority_order_urgent_first_then_arrival_with_wait_cap(max_wait):
         assert order == [1, 3, 0, 2]
     else:  # study 0 waited 120 s > 60 s: promoted to the urgent tier, by arrival
         assert order == [0, 1, 3, 2]
+
+
+def test_self_test_decodes_every_shipped_codec(tiny_bundle, capsys):
+    from cxr_desktop.ui.app import main as app_main
+
+    assert app_main(["--self-test", "--model", str(tiny_bundle), "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "self-test OK" in out and "RLE, JPEG-LS, JPEG 2000 decoded" in out
+
+
+def test_self_test_fails_clearly_without_a_model(tmp_path, capsys):
+    from cxr_desktop.ui.app import main as app_main
+
+    assert app_main(["--self-test", "--model", str(tmp_path / "nothing")]) == 1
+    assert "self-test FAILED: cannot load model" in capsys.readouterr().err

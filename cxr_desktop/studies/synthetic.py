@@ -88,9 +88,12 @@ def build_dataset(
     return ds
 
 
-def write_dicom(path: str | Path, pixels: np.ndarray, **kwargs) -> Path:
-    """Write ``build_dataset(pixels, **kwargs)`` as a DICOM Part 10 file."""
+def write_dicom(path: str | Path, pixels: np.ndarray, transfer_syntax: UID | None = None, **kwargs) -> Path:
+    """Write ``build_dataset(pixels, **kwargs)`` as a DICOM Part 10 file, compressed when a (lossless)
+    ``transfer_syntax`` such as RLE, JPEG-LS or JPEG 2000 is given (the same codec plugins then decode it)."""
     path = Path(path)
     ds = build_dataset(pixels, **kwargs)
+    if transfer_syntax is not None and transfer_syntax != ExplicitVRLittleEndian:
+        ds.compress(transfer_syntax, np.ascontiguousarray(pixels))
     ds.save_as(path, enforce_file_format=True)
     return path

@@ -25,7 +25,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def self_test(model_dir: Path, device: str) -> int:
-    """Load the model, triage one generated DICOM, print the result; no window is opened."""
+    """Load the model and triage a generated DICOM in each transfer syntax the codecs must handle
+    (uncompressed, RLE, JPEG-LS, JPEG 2000; all lossless, so all must score the same); no window opens."""
+    from pydicom.uid import JPEG2000Lossless, JPEGLSLossless, RLELossless
+
     from cxr_desktop.core.bundle import BundleError
     from cxr_desktop.inference.engine import Engine
     from cxr_desktop.studies.synthetic import synthetic_chest, write_dicom
@@ -35,15 +38,24 @@ def self_test(model_dir: Path, device: str) -> int:
     except (BundleError, RuntimeError) as exc:
         print(f"self-test FAILED: cannot load model {model_dir}: {exc}", file=sys.stderr)
         return 1
+    syntaxes = {"uncompressed": None, "RLE": RLELossless, "JPEG-LS": JPEGLSLossless, "JPEG 2000": JPEG2000Lossless}
+    pixels = synthetic_chest(512, heart_ratio=0.6)
     with tempfile.TemporaryDirectory() as tmp:
-        path = write_dicom(Path(tmp) / "self_test.dcm", synthetic_chest(512, heart_ratio=0.6))
-        (result,) = list(engine.triage([path]))
-    if not result.ok:
-        print(f"self-test FAILED: {result.error}", file=sys.stderr)
+        paths = [
+            write_dicom(Path(tmp) / f"self_test_{i}.dcm", pixels, syntax) for i, syntax in enumerate(syntaxes.values())
+        ]
+        results = list(engine.triage(paths))
+    failed = [f"{name}: {r.error}" for name, r in zip(syntaxes, results, strict=True) if not r.ok]
+    if failed:
+        print("self-test FAILED: " + "; ".join(failed), file=sys.stderr)
+        return 1
+    scores = [r.probabilities["Cardiomegaly"] for r in results]
+    if max(scores) - min(scores) > 1e-4:
+        print(f"self-test FAILED: lossless copies scored differently {scores}", file=sys.stderr)
         return 1
     print(
-        f"self-test OK: {engine.description}; Cardiomegaly {result.probabilities['Cardiomegaly']:.3f} "
-        f"(threshold {engine.policy.threshold:.3f}, urgent={result.urgent})"
+        f"self-test OK: {engine.description}; DICOM {', '.join(syntaxes)} decoded; "
+        f"Cardiomegaly {scores[0]:.3f} (threshold {engine.policy.threshold:.3f}, urgent={results[0].urgent})"
     )
     return 0
 
