@@ -95,12 +95,16 @@ def test_priority_order_urgent_first_then_arrival_with_wait_cap(max_wait):
         assert order == [0, 1, 3, 2]
 
 
-def test_self_test_decodes_every_shipped_codec(tiny_bundle, capsys):
+def test_self_test_decodes_every_shipped_codec(tiny_bundle, dicom_dir, capsys):
     from cxr_desktop.ui.app import main as app_main
 
-    assert app_main(["--self-test", "--model", str(tiny_bundle), "--device", "cpu"]) == 0
+    jpeg = str(dicom_dir / "siim_cr_chest_pa_jpeg_baseline.dcm")
+    assert app_main(["--self-test", jpeg, "--model", str(tiny_bundle), "--device", "cpu"]) == 0
     out = capsys.readouterr().out
-    assert "self-test OK" in out and "RLE, JPEG-LS, JPEG 2000 decoded" in out
+    assert "RLE, JPEG-LS, JPEG 2000 decoded" in out and "siim_cr_chest_pa_jpeg_baseline.dcm Cardiomegaly" in out
+    ct = str(dicom_dir / "not_chest_ct_abdomen.dcm")
+    assert app_main(["--self-test", ct, "--model", str(tiny_bundle), "--device", "cpu"]) == 1
+    assert "modality CT" in capsys.readouterr().err
 
 
 def test_self_test_fails_clearly_without_a_model(tmp_path, capsys):

@@ -20,13 +20,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--demo", action="store_true", help="open a worklist of synthetic demo DICOM studies")
     parser.add_argument("--reviews", type=Path, default=None, help="review database (default: user data dir)")
     parser.add_argument("--max-wait", type=float, default=30.0, help="minutes before a waiting study is promoted")
-    parser.add_argument("--self-test", action="store_true", help="triage a generated DICOM, print, exit")
+    parser.add_argument("--self-test", action="store_true", help="triage generated DICOMs (and PATHS), print, exit")
     return parser
 
 
-def self_test(model_dir: Path, device: str) -> int:
+def self_test(model_dir: Path, device: str, files: list[Path] | None = None) -> int:
     """Load the model and triage a generated DICOM in each transfer syntax the codecs must handle
-    (uncompressed, RLE, JPEG-LS, JPEG 2000; all lossless, so all must score the same); no window opens."""
+    (uncompressed, RLE, JPEG-LS, JPEG 2000; all lossless, so all must score the same), then any ``files``
+    given (e.g. real JPEG-baseline DICOMs), which must all be scored; no window opens."""
     from pydicom.uid import JPEG2000Lossless, JPEGLSLossless, RLELossless
 
     from cxr_desktop.core.bundle import BundleError
@@ -45,7 +46,9 @@ def self_test(model_dir: Path, device: str) -> int:
             write_dicom(Path(tmp) / f"self_test_{i}.dcm", pixels, syntax) for i, syntax in enumerate(syntaxes.values())
         ]
         results = list(engine.triage(paths))
+        given = list(engine.triage(files or []))
     failed = [f"{name}: {r.error}" for name, r in zip(syntaxes, results, strict=True) if not r.ok]
+    failed += [f"{r.path.name}: {r.error}" for r in given if not r.ok]
     if failed:
         print("self-test FAILED: " + "; ".join(failed), file=sys.stderr)
         return 1
@@ -57,6 +60,8 @@ def self_test(model_dir: Path, device: str) -> int:
         f"self-test OK: {engine.description}; DICOM {', '.join(syntaxes)} decoded; "
         f"Cardiomegaly {scores[0]:.3f} (threshold {engine.policy.threshold:.3f}, urgent={results[0].urgent})"
     )
+    for r in given:
+        print(f"self-test OK: {r.path.name} Cardiomegaly {r.probabilities['Cardiomegaly']:.3f}")
     return 0
 
 
@@ -65,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     model_dir = args.model or default_model_dir()
     if args.self_test:
-        return self_test(model_dir, args.device)
+        return self_test(model_dir, args.device, [Path(p) for p in args.paths])
 
     from PySide6.QtWidgets import QApplication
 
