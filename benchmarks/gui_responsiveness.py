@@ -59,7 +59,7 @@ def measure_first_paint(repeats: int) -> list[float]:
     return times
 
 
-def measure_stalls(count: int, shared: Path) -> None:
+def measure_stalls(count: int, shared: Path, wait_for_warm_up: bool = True) -> None:
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
@@ -73,10 +73,15 @@ def measure_stalls(count: int, shared: Path) -> None:
         folder.mkdir()
         build_folder(folder, count, shared)
         window = MainWindow(default_model_dir(), ReviewStore(Path(tmp) / "r.sqlite3"), device="cpu")
+        warmed: list[float] = []
+        window.heat.warmed_up.connect(lambda: warmed.append(time.perf_counter()))
+        shown = time.perf_counter()
         window.show()
-        while window.engine is None:
+        while window.engine is None or not (warmed or not wait_for_warm_up):
             app.processEvents()
             time.sleep(0.01)
+        if warmed:
+            print(f"model loaded and Grad-CAM warmed up {warmed[0] - shown:.1f} s after the window was shown")
         ticks: list[float] = []
         marks: dict[str, float] = {}
 
@@ -90,9 +95,12 @@ def measure_stalls(count: int, shared: Path) -> None:
                 marks["selected"] = now
                 window.table.selectRow(0)  # the user opens the top study while scoring goes on
             if counts["done"] + counts["error"] >= count:
-                marks["done"] = now
-                app.quit()
+                marks.setdefault("done", now)
+                if "heatmap" in marks:
+                    app.quit()
 
+        window.heat.image_ready.connect(lambda *_: marks.setdefault("image", time.perf_counter()))
+        window.heat.ready.connect(lambda *_: marks.setdefault("heatmap", time.perf_counter()))
         timer = QTimer(interval=5, timeout=tick)
         started = time.perf_counter()
         timer.start()
@@ -103,6 +111,8 @@ def measure_stalls(count: int, shared: Path) -> None:
         print(f"app triaged {count} studies in {marks['done'] - started:.1f} s "
               f"({count / (marks['done'] - started):.1f} studies/s, {window.engine.description})")  # fmt: skip
         print(f"first urgent row {marks['first urgent'] - started:.2f} s after opening the folder")
+        print(f"top study selected mid-run: image shown after {(marks['image'] - marks['selected']) * 1000:.0f} ms, "
+              f"Grad-CAM after {(marks['heatmap'] - marks['selected']) * 1000:.0f} ms")  # fmt: skip
         print(f"event-loop gaps (5 ms timer, {len(gaps)} ticks): max {gaps.max():.0f} ms, "
               f"p99 {np.percentile(gaps, 99):.0f} ms, median {np.median(gaps):.1f} ms, "
               f"> 100 ms: {(gaps > 100).sum()}")  # fmt: skip
@@ -115,13 +125,25 @@ def main() -> None:
     parser.add_argument("--paint-repeats", type=int, default=3)
     parser.add_argument("--shared", type=Path, default=SHARED)
     parser.add_argument("--first-paint-child", type=float, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--stalls-child", choices=["warm", "overlap"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.first_paint_child is not None:
         first_paint_child(args.first_paint_child)
         return
+    if args.stalls_child:
+        measure_stalls(args.count, args.shared, wait_for_warm_up=args.stalls_child == "warm")
+        return
     paints = measure_first_paint(args.paint_repeats)
     print(f"launch to first paint: {', '.join(f'{t:.2f}' for t in paints)} s (median {np.median(paints):.2f} s)")
-    measure_stalls(args.count, args.shared)
+    scenarios = {
+        "warm": "folder opened once the model is loaded and Grad-CAM warmed up (a user picking a folder)",
+        "overlap": "folder opened as soon as the model is loaded (`cxr-desktop FOLDER`): warm-up overlaps scoring",
+    }
+    for scenario, title in scenarios.items():  # each in a fresh process, imports included
+        print(f"-- {title}", flush=True)
+        command = [sys.executable, __file__, "--stalls-child", scenario, "--count", str(args.count)]
+        out = subprocess.run([*command, "--shared", str(args.shared)], capture_output=True, text=True, timeout=600)
+        print("\n".join(line for line in out.stdout.splitlines() if line.strip()), flush=True)
 
 
 if __name__ == "__main__":

@@ -39,6 +39,9 @@ class OnnxScorer:
 
         options = ort.SessionOptions()
         options.log_severity_level = 3  # errors only; ORT's own warnings go to stderr otherwise
+        # idle ORT threads sleep instead of spinning, leaving the cores to the decoder threads and the GUI
+        # (+5 % end to end on 2 cores, benchmarks/triage_throughput.py)
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if threads:
             options.intra_op_num_threads = threads
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

@@ -27,8 +27,6 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from cxr_desktop.studies.reader import read_study
-from cxr_desktop.studies.study import StudyError
 from cxr_desktop.studies.windowing import PRESETS
 from cxr_desktop.ui.findings_panel import FindingsPanel
 from cxr_desktop.ui.image_view import ImageView
@@ -47,7 +45,7 @@ log = logging.getLogger(__name__)
 class MainWindow(QMainWindow):
     request_model = Signal(str, str)
     request_open = Signal(list)
-    request_heatmap = Signal(str, bool)  # path, at the front of the queue
+    request_study = Signal(str, bool, bool)  # path, show it in the viewer, compute its Grad-CAM
 
     def __init__(
         self,
@@ -174,7 +172,7 @@ class MainWindow(QMainWindow):
         self.heat.moveToThread(self.heat_thread)
         self.request_model.connect(self.worker.load_model)
         self.request_open.connect(self.worker.open_paths)
-        self.request_heatmap.connect(self.heat.compute)
+        self.request_study.connect(self.heat.request)
         self.worker.model_loaded.connect(self.heat.set_engine)
         self.worker.model_loaded.connect(self._model_loaded)
         self.worker.model_failed.connect(self._model_failed)
@@ -183,7 +181,8 @@ class MainWindow(QMainWindow):
         self.worker.progress.connect(self._progress)
         self.heat.ready.connect(self._heatmap_ready)
         self.worker.idle.connect(self._precompute_heatmaps)
-        self.heat.failed.connect(lambda path, reason: self.statusBar().showMessage(reason, 8000))
+        self.heat.image_ready.connect(self._image_ready)
+        self.heat.failed.connect(self._study_failed)
         self.worker_thread.start()
         self.heat_thread.start()
 
@@ -258,10 +257,11 @@ class MainWindow(QMainWindow):
             self.status_label.setText(message + " — studies stay queued; open a model bundle (Open model…).")
 
     def _scanned(self, items: list) -> None:
-        for path, info, error in items:
-            row = self.worklist.add(path, info, error, synthetic=self.synthetic)
-            if row is not None and info is not None:
-                row.review = self.store.get(row.key)
+        added = [self.worklist.add(path, info, error, synthetic=self.synthetic) for path, info, error in items]
+        added = [row for row in added if row is not None and row.info is not None]
+        reviews = self.store.get_many([row.key for row in added])
+        for row in added:
+            row.review = reviews.get(row.key, row.review)
         self._dirty = True
 
     def _result(self, result: StudyResult) -> None:
@@ -280,7 +280,7 @@ class MainWindow(QMainWindow):
     def _precompute_heatmaps(self) -> None:
         for path in self._heat_backlog:
             if path not in self.heatmaps:
-                self.request_heatmap.emit(str(path), False)
+                self.request_study.emit(str(path), False, True)
         self._heat_backlog.clear()
 
     def _heatmap_ready(self, path: str, image, heatmap) -> None:
@@ -314,16 +314,21 @@ class MainWindow(QMainWindow):
         self.comment.setText(row.review.comment)
         self._show_findings(row)
         self.view.set_image(None)
-        if row.info is not None:
-            try:
-                self.view.set_image(read_study(row.path).image)
-            except StudyError as exc:
-                self.findings.title.setText(f"{row.path.name}: {exc.reason}")
-                return
-            if row.path in self.heatmaps:
-                self.view.set_heatmap(self.heatmaps[row.path])
-            elif row.status == DONE:
-                self.request_heatmap.emit(str(row.path), True)
+        if row.info is not None:  # decoded in the worker; shown by _image_ready
+            needs_map = row.status == DONE and row.path not in self.heatmaps
+            self.request_study.emit(str(row.path), True, needs_map)
+
+    def _image_ready(self, path: str, image) -> None:
+        if self.current is None or self.current.path != Path(path):
+            return  # the user has moved on
+        self.view.set_image(image)
+        if self.current.path in self.heatmaps:
+            self.view.set_heatmap(self.heatmaps[self.current.path])
+
+    def _study_failed(self, path: str, reason: str) -> None:
+        if self.current is not None and self.current.path == Path(path):
+            self.findings.title.setText(f"{Path(path).name}: {reason}")
+        self.statusBar().showMessage(reason, 8000)
 
     def _show_findings(self, row: Row) -> None:
         header = f"<b>{row.path.name}</b>"

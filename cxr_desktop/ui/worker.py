@@ -89,42 +89,55 @@ class TriageWorker(QObject):
 
 
 class HeatmapWorker(QObject):
-    """Grad-CAM on demand, in a thread of its own, one map at a time from a queue: the study the user
-    selected goes to the front; urgent studies are precomputed behind it."""
+    """Reads the selected study for the viewer and computes Grad-CAM maps, in a thread of its own, one job
+    at a time from a queue: the study the user selected goes to the front; urgent studies are precomputed
+    behind it. The GUI thread never decodes an image."""
 
+    warmed_up = Signal()  # Grad-CAM is ready for the new model
+    image_ready = Signal(str, object)  # path, display image (for the viewer)
     ready = Signal(str, object, object)  # path, display image, heatmap in [0, 1] over the image
     failed = Signal(str, str)
 
     def __init__(self) -> None:
         super().__init__()
         self.engine: Engine | None = None
-        self._queue: deque[str] = deque()
+        self._queue: deque[tuple[str, bool, bool]] = deque()  # (path, show the image, compute the map)
 
     @Slot(object, str)
     def set_engine(self, engine: Engine, _description: str = "") -> None:
         self.engine = engine
-        self._queue.clear()
+        self._queue = deque(job for job in self._queue if job[1])  # maps of the old model are void
+        try:  # before any request is served: the first map of a session would otherwise take seconds
+            engine.warm_up_heatmap()
+        except RuntimeError as exc:
+            log.error("Grad-CAM warm-up failed: %s", exc)
+        self.warmed_up.emit()
 
-    @Slot(str, bool)
-    def compute(self, path: str, first: bool) -> None:
-        """Queue ``path`` (at the front when ``first``); maps are computed between incoming requests."""
-        if path in self._queue:
-            self._queue.remove(path)
+    @Slot(str, bool, bool)
+    def request(self, path: str, show: bool, heatmap: bool) -> None:
+        """Queue a job for ``path``: shown studies go first; a path already queued is merged, not repeated."""
+        for job in list(self._queue):
+            if job[0] == path:
+                self._queue.remove(job)
+                show, heatmap = show or job[1], heatmap or job[2]
         idle = not self._queue
-        if first:
-            self._queue.appendleft(path)
+        if show:
+            self._queue.appendleft((path, show, heatmap))
         else:
-            self._queue.append(path)
+            self._queue.append((path, show, heatmap))
         if idle:
             QTimer.singleShot(0, self._next)
 
     def _next(self) -> None:
-        if not self._queue or self.engine is None:
+        if not self._queue:
             return
-        path = self._queue.popleft()
+        path, show, heatmap = self._queue.popleft()
         try:
             image = read_study(Path(path)).image
-            self.ready.emit(path, image, self.engine.heatmap(image))
+            if show:
+                self.image_ready.emit(path, image)
+            if heatmap and self.engine is not None:
+                self.ready.emit(path, image, self.engine.heatmap(image))
         except StudyError as exc:
             self.failed.emit(path, exc.reason)
         except RuntimeError as exc:  # e.g. out of memory on the device; the viewer says so

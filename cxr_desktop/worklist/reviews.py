@@ -46,6 +46,17 @@ class ReviewStore:
             row = self._db.execute("SELECT decision, comment FROM reviews WHERE study_key=?", (study_key,)).fetchone()
         return Review(*row) if row else Review()
 
+    def get_many(self, study_keys: list[str]) -> dict[str, Review]:
+        """Reviews of the given keys that have one, in one query (the GUI thread asks for a batch of rows)."""
+        found: dict[str, Review] = {}
+        with self._lock:
+            for start in range(0, len(study_keys), 500):  # SQLite's bound-parameter limit
+                chunk = study_keys[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                query = f"SELECT study_key, decision, comment FROM reviews WHERE study_key IN ({marks})"
+                found.update({k: Review(d, c) for k, d, c in self._db.execute(query, chunk)})
+        return found
+
     def all(self) -> dict[str, Review]:
         with self._lock:
             return {k: Review(d, c) for k, d, c in self._db.execute("SELECT study_key, decision, comment FROM reviews")}
