@@ -99,7 +99,7 @@ def measure_stalls(count: int, shared: Path, wait_for_warm_up: bool = True) -> N
                 if "heatmap" in marks:
                     app.quit()
 
-        window.heat.image_ready.connect(lambda *_: marks.setdefault("image", time.perf_counter()))
+        window.images.image_ready.connect(lambda *_: marks.setdefault("image", time.perf_counter()))
         window.heat.ready.connect(lambda *_: marks.setdefault("heatmap", time.perf_counter()))
         timer = QTimer(interval=5, timeout=tick)
         started = time.perf_counter()

@@ -30,7 +30,7 @@ from PySide6.QtWidgets import (
 from cxr_desktop.studies.windowing import PRESETS
 from cxr_desktop.ui.findings_panel import FindingsPanel
 from cxr_desktop.ui.image_view import ImageView
-from cxr_desktop.ui.worker import HeatmapWorker, TriageWorker
+from cxr_desktop.ui.worker import HeatmapWorker, ImageLoader, TriageWorker
 from cxr_desktop.ui.worklist_model import WorklistModel
 from cxr_desktop.worklist.export import export_csv
 from cxr_desktop.worklist.reviews import ReviewStore
@@ -45,7 +45,8 @@ log = logging.getLogger(__name__)
 class MainWindow(QMainWindow):
     request_model = Signal(str, str)
     request_open = Signal(list)
-    request_study = Signal(str, bool, bool)  # path, show it in the viewer, compute its Grad-CAM
+    request_image = Signal(str)  # path to show in the viewer
+    request_heatmap = Signal(str, bool)  # path, at the front of the Grad-CAM queue
 
     def __init__(
         self,
@@ -166,13 +167,16 @@ class MainWindow(QMainWindow):
         self.watcher.directoryChanged.connect(lambda folder: self.request_open.emit([folder]))
 
     def _start_workers(self) -> None:
-        self.worker_thread, self.heat_thread = QThread(self), QThread(self)
-        self.worker, self.heat = TriageWorker(), HeatmapWorker()
+        self.worker_thread, self.heat_thread, self.image_thread = QThread(self), QThread(self), QThread(self)
+        self.worker, self.images = TriageWorker(), ImageLoader()
+        self.heat = HeatmapWorker(scoring=self.worker)
         self.worker.moveToThread(self.worker_thread)
         self.heat.moveToThread(self.heat_thread)
+        self.images.moveToThread(self.image_thread)
         self.request_model.connect(self.worker.load_model)
         self.request_open.connect(self.worker.open_paths)
-        self.request_study.connect(self.heat.request)
+        self.request_image.connect(self.images.load)
+        self.request_heatmap.connect(self.heat.compute)
         self.worker.model_loaded.connect(self.heat.set_engine)
         self.worker.model_loaded.connect(self._model_loaded)
         self.worker.model_failed.connect(self._model_failed)
@@ -181,10 +185,11 @@ class MainWindow(QMainWindow):
         self.worker.progress.connect(self._progress)
         self.heat.ready.connect(self._heatmap_ready)
         self.worker.idle.connect(self._precompute_heatmaps)
-        self.heat.image_ready.connect(self._image_ready)
+        self.images.image_ready.connect(self._image_ready)
+        self.images.failed.connect(self._study_failed)
         self.heat.failed.connect(self._study_failed)
-        self.worker_thread.start()
-        self.heat_thread.start()
+        for thread in (self.worker_thread, self.heat_thread, self.image_thread):
+            thread.start()
 
     # -- actions -------------------------------------------------------------------------------------
 
@@ -280,7 +285,7 @@ class MainWindow(QMainWindow):
     def _precompute_heatmaps(self) -> None:
         for path in self._heat_backlog:
             if path not in self.heatmaps:
-                self.request_study.emit(str(path), False, True)
+                self.request_heatmap.emit(str(path), False)
         self._heat_backlog.clear()
 
     def _heatmap_ready(self, path: str, image, heatmap) -> None:
@@ -314,9 +319,10 @@ class MainWindow(QMainWindow):
         self.comment.setText(row.review.comment)
         self._show_findings(row)
         self.view.set_image(None)
-        if row.info is not None:  # decoded in the worker; shown by _image_ready
-            needs_map = row.status == DONE and row.path not in self.heatmaps
-            self.request_study.emit(str(row.path), True, needs_map)
+        if row.info is not None:  # decoded by the image loader; shown by _image_ready
+            self.request_image.emit(str(row.path))
+            if row.status == DONE and row.path not in self.heatmaps:
+                self.request_heatmap.emit(str(row.path), True)
 
     def _image_ready(self, path: str, image) -> None:
         if self.current is None or self.current.path != Path(path):
@@ -370,7 +376,7 @@ class MainWindow(QMainWindow):
             self.request_model.emit(str(self.engine.bundle.path), device)
 
     def closeEvent(self, event) -> None:  # noqa: N802
-        for thread in (self.worker_thread, self.heat_thread):
+        for thread in (self.worker_thread, self.heat_thread, self.image_thread):
             thread.requestInterruption()
             thread.quit()
             thread.wait(5000)

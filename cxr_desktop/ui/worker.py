@@ -37,6 +37,14 @@ class TriageWorker(QObject):
         self._seen: set[Path] = set()
         self._done = 0
         self._total = 0
+        self.busy = False  # read by the Grad-CAM worker to keep its warm-up out of the way
+
+    def _run_busy(self, work) -> None:
+        self.busy = True
+        try:
+            work()
+        finally:
+            self.busy = False
 
     @Slot(str, str)
     def load_model(self, path: str, device: str) -> None:
@@ -52,10 +60,13 @@ class TriageWorker(QObject):
         self.engine = engine
         self.model_loaded.emit(engine, engine.description)
         if self._pending:
-            self._score()
+            self._run_busy(self._score)
 
     @Slot(list)
     def open_paths(self, paths: list[str]) -> None:
+        self._run_busy(lambda: self._open(paths))
+
+    def _open(self, paths: list[str]) -> None:
         """Headers first (queued rows appear at once), then scoring in batches."""
         new: list[tuple[Path, object, str]] = []
         for path in iter_study_files(Path(p) for p in paths):
@@ -88,56 +99,100 @@ class TriageWorker(QObject):
         self.idle.emit()
 
 
-class HeatmapWorker(QObject):
-    """Reads the selected study for the viewer and computes Grad-CAM maps, in a thread of its own, one job
-    at a time from a queue: the study the user selected goes to the front; urgent studies are precomputed
-    behind it. The GUI thread never decodes an image."""
+WARM_UP_DELAY_MS = 1000
 
-    warmed_up = Signal()  # Grad-CAM is ready for the new model
-    image_ready = Signal(str, object)  # path, display image (for the viewer)
-    ready = Signal(str, object, object)  # path, display image, heatmap in [0, 1] over the image
+
+class ImageLoader(QObject):
+    """Decodes the study the user selected, in a thread of its own, so the GUI thread never decodes and
+    never waits behind a Grad-CAM. Only the latest request is served when the user moves quickly."""
+
+    image_ready = Signal(str, object)  # path, display image
     failed = Signal(str, str)
 
     def __init__(self) -> None:
         super().__init__()
+        self._wanted: str | None = None
+
+    @Slot(str)
+    def load(self, path: str) -> None:
+        busy = self._wanted is not None
+        self._wanted = path
+        if not busy:
+            QTimer.singleShot(0, self._serve)
+
+    def _serve(self) -> None:
+        path, self._wanted = self._wanted, None
+        if path is None:
+            return
+        try:
+            image = read_study(Path(path)).image
+        except StudyError as exc:
+            self.failed.emit(path, exc.reason)
+            return
+        if self._wanted is None:  # nothing newer was asked for meanwhile
+            self.image_ready.emit(path, image)
+        else:
+            QTimer.singleShot(0, self._serve)
+
+
+class HeatmapWorker(QObject):
+    """Grad-CAM maps, in a thread of its own, one at a time from a queue: the study the user selected
+    goes to the front; urgent studies are precomputed behind it once scoring is idle."""
+
+    warmed_up = Signal()  # Grad-CAM is ready for the current model
+    ready = Signal(str, object, object)  # path, display image, heatmap in [0, 1] over the image
+    failed = Signal(str, str)
+
+    def __init__(self, scoring: TriageWorker | None = None) -> None:
+        super().__init__()
         self.engine: Engine | None = None
-        self._queue: deque[tuple[str, bool, bool]] = deque()  # (path, show the image, compute the map)
+        self.scoring = scoring
+        self._warm = False
+        self._queue: deque[str] = deque()
 
     @Slot(object, str)
     def set_engine(self, engine: Engine, _description: str = "") -> None:
-        self.engine = engine
-        self._queue = deque(job for job in self._queue if job[1])  # maps of the old model are void
-        try:  # before any request is served: the first map of a session would otherwise take seconds
-            engine.warm_up_heatmap()
+        self.engine, self._warm = engine, False
+        self._queue.clear()  # maps of the old model are void; the window asks again
+        QTimer.singleShot(WARM_UP_DELAY_MS, self.warm_up)
+
+    @Slot()
+    def warm_up(self) -> None:
+        """Import pytorch-grad-cam and warm the backward pass (seconds, GIL-heavy imports) while scoring
+        is idle, so that it neither slows scoring nor makes the first map a user asks for slow."""
+        if self.engine is None or self._warm:
+            return
+        if self.scoring is not None and self.scoring.busy:
+            QTimer.singleShot(WARM_UP_DELAY_MS, self.warm_up)
+            return
+        try:
+            self.engine.warm_up_heatmap()
         except RuntimeError as exc:
             log.error("Grad-CAM warm-up failed: %s", exc)
+        self._warm = True
         self.warmed_up.emit()
 
-    @Slot(str, bool, bool)
-    def request(self, path: str, show: bool, heatmap: bool) -> None:
-        """Queue a job for ``path``: shown studies go first; a path already queued is merged, not repeated."""
-        for job in list(self._queue):
-            if job[0] == path:
-                self._queue.remove(job)
-                show, heatmap = show or job[1], heatmap or job[2]
+    @Slot(str, bool)
+    def compute(self, path: str, first: bool) -> None:
+        """Queue ``path`` (at the front when ``first``); maps are computed between incoming requests."""
+        if path in self._queue:
+            self._queue.remove(path)
         idle = not self._queue
-        if show:
-            self._queue.appendleft((path, show, heatmap))
+        if first:
+            self._queue.appendleft(path)
         else:
-            self._queue.append((path, show, heatmap))
+            self._queue.append(path)
         if idle:
             QTimer.singleShot(0, self._next)
 
     def _next(self) -> None:
-        if not self._queue:
+        if not self._queue or self.engine is None:
             return
-        path, show, heatmap = self._queue.popleft()
+        path = self._queue.popleft()
         try:
             image = read_study(Path(path)).image
-            if show:
-                self.image_ready.emit(path, image)
-            if heatmap and self.engine is not None:
-                self.ready.emit(path, image, self.engine.heatmap(image))
+            self.ready.emit(path, image, self.engine.heatmap(image))
+            self._warm = True
         except StudyError as exc:
             self.failed.emit(path, exc.reason)
         except RuntimeError as exc:  # e.g. out of memory on the device; the viewer says so
