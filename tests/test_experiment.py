@@ -7,10 +7,10 @@ from trainer.cli import main as train_main
 def test_experiment_grid_report_and_skip_on_rerun(tmp_path):
     root = make_folder_dataset(tmp_path / "data", per_class=10)
     base = yaml.safe_load(TINY_CONFIG.format(root=root, out=tmp_path / "runs"))
-    base["epochs"] = 1
     spec = {
         "name": "tiny-study",
         "base": base,
+        "base_overrides": {"epochs": 1},  # the study's own change to its shared base
         "baseline": {"augment": ["none"]},
         "grid": {"augment": [["none"], ["rotate:5"], ["blur"]], "seed": [0]},
         "caveats": ["synthetic images"],
@@ -27,3 +27,13 @@ def test_experiment_grid_report_and_skip_on_rerun(tmp_path):
     stamp = (folder / "runs" / "augment=none__seed=0" / "checkpoint.pt").stat().st_mtime
     assert train_main(["experiment", str(config), "--out", str(folder)]) == 0  # finished runs are skipped
     assert (folder / "runs" / "augment=none__seed=0" / "checkpoint.pt").stat().st_mtime == stamp
+    metrics = (folder / "runs" / "augment=none__seed=0" / "metrics.jsonl").read_text()
+    assert len(metrics.splitlines()) == 1  # base_overrides made it one epoch
+
+    # a wider grid reported before its new runs exist: finished runs only, the rest named, nothing trained
+    spec["grid"]["seed"] = [0, 1]
+    config.write_text(yaml.safe_dump(spec))
+    assert train_main(["experiment", str(config), "--out", str(folder), "--report-only"]) == 0
+    report = (folder / "report.md").read_text()
+    assert "Not finished when this report was written" in report and "- augment=blur__seed=1" in report
+    assert not (folder / "runs" / "augment=blur__seed=1").exists()

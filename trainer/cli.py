@@ -72,7 +72,7 @@ def _export(args: argparse.Namespace) -> int:
 def _experiment(args: argparse.Namespace) -> int:
     from trainer.experiment import run_experiment
 
-    run_experiment(Path(args.config), Path(args.out) if args.out else None, args.set)
+    run_experiment(Path(args.config), Path(args.out) if args.out else None, args.set, args.report_only)
     return 0
 
 
@@ -126,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", type=Path)
     p.add_argument("--out", type=Path)
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a base config value")
+    p.add_argument("--report-only", action="store_true", help="train nothing; report the finished runs")
     p.set_defaults(func=_experiment)
     return parser
 

@@ -113,9 +113,12 @@ def find_finished_twin(config: TrainConfig, folders: list[str]) -> Path | None:
     return None
 
 
-def run_experiment(config_path: Path, folder: Path | None = None, base_overrides: list[str] | None = None) -> Path:
+def run_experiment(
+    config_path: Path, folder: Path | None = None, base_overrides: list[str] | None = None, report_only: bool = False
+) -> Path:
     """Run every grid point not yet done, then write the report. ``base_overrides`` (``key=value``) change
-    the base config, e.g. where the images are on this machine."""
+    the base config, e.g. where the images are on this machine. ``report_only`` trains nothing and reports
+    the finished runs (while the rest of the grid is still training, say), naming the ones not finished."""
     spec = yaml.safe_load(config_path.read_text(encoding="utf-8"))
     if isinstance(spec.get("base"), str):  # a base config file, relative to the experiment file
         spec["base"] = yaml.safe_load((config_path.parent / spec["base"]).read_text(encoding="utf-8"))
@@ -129,6 +132,16 @@ def run_experiment(config_path: Path, folder: Path | None = None, base_overrides
     finding = spec.get("finding", "Cardiomegaly")
     runs = expand(spec, folder)
     log.info("experiment %s: %d runs", spec["name"], len(runs))
+    if report_only:
+        finished = [run for run in runs if (run.run_dir / "done.json").exists()]
+        if not finished:
+            raise ValueError(f"no finished run in {folder} to report")
+        for run in finished:
+            evaluate_run(run, finding)
+        from trainer.report import write_report
+
+        write_report(folder, spec, finished, finding, unfinished=[r.name for r in runs if r not in finished])
+        return folder
     for position, run in enumerate(runs, start=1):
         if (run.run_dir / "done.json").exists():
             log.info("[%d/%d] %s: done, skipped", position, len(runs), run.name)

@@ -106,7 +106,9 @@ def gallery(runs: list[GridRun], finding: str, path: Path, twins_from: list[str]
     return missing
 
 
-def write_report(folder: Path, spec: dict, runs: list[GridRun], finding: str) -> Path:
+def write_report(
+    folder: Path, spec: dict, runs: list[GridRun], finding: str, unfinished: list[str] | None = None
+) -> Path:
     results = {run.name: json.loads((run.run_dir / "test_result.json").read_text()) for run in runs}
     baseline = spec.get("baseline", {})
     curves = {}
@@ -151,6 +153,16 @@ def write_report(folder: Path, spec: dict, runs: list[GridRun], finding: str) ->
     ]
     if spec.get("caveats"):
         lines += ["## Caveats", "", *[f"- {c}" for c in spec["caveats"]], ""]
+    if unfinished:
+        lines += [
+            "## Not finished when this report was written",
+            "",
+            f"{len(unfinished)} of {len(runs) + len(unfinished)} runs of the grid; `cxr-train experiment` resumes "
+            "them and rewrites this report:",
+            "",
+            *[f"- {name}" for name in unfinished],
+            "",
+        ]
     report = folder / "report.md"
     report.write_text("\n".join(lines), encoding="utf-8")
     log.info("report written to %s", report)
