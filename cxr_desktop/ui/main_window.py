@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 
 from cxr_desktop.studies.windowing import PRESETS
 from cxr_desktop.ui.findings_panel import FindingsPanel
+from cxr_desktop.ui.heatmap_cache import HeatmapCache
 from cxr_desktop.ui.image_view import ImageView
 from cxr_desktop.ui.worker import HeatmapWorker, ImageLoader, TriageWorker
 from cxr_desktop.ui.worklist_model import WorklistModel
@@ -40,6 +41,8 @@ if TYPE_CHECKING:  # the engine (and PyTorch) load in the worker thread, after t
     from cxr_desktop.inference.engine import Engine, StudyResult
 
 log = logging.getLogger(__name__)
+
+PRECOMPUTED_MAPS = 16  # urgent studies whose Grad-CAM is computed ahead, from the top of the list
 
 
 class MainWindow(QMainWindow):
@@ -61,8 +64,7 @@ class MainWindow(QMainWindow):
         self.engine: Engine | None = None
         self.worklist = Worklist(max_wait_s=max_wait_minutes * 60)
         self.model = WorklistModel(self.worklist, self)
-        self.heatmaps: dict[Path, object] = {}
-        self._heat_backlog: list[Path] = []
+        self.heatmaps = HeatmapCache(limit=PRECOMPUTED_MAPS * 2)
         self.current: Row | None = None
         self.watched: list[str] = []
         self.setWindowTitle("CXR Triage" + (" — SYNTHETIC DEMO (not patient data)" if synthetic else ""))
@@ -253,7 +255,6 @@ class MainWindow(QMainWindow):
         )
         self.status_label.setText(f"Model {description}")
         self.heatmaps.clear()
-        self._heat_backlog.clear()
 
     def _model_failed(self, message: str) -> None:
         if self.engine is not None:  # the worker kept the model it had
@@ -271,8 +272,6 @@ class MainWindow(QMainWindow):
 
     def _result(self, result: StudyResult) -> None:
         row = self.worklist.apply(result)
-        if row is not None and row.urgent:
-            self._heat_backlog.append(row.path)  # precomputed once scoring is idle, not competing with it
         if row is self.current:
             self._show_findings(row)
         self._dirty = True
@@ -283,13 +282,15 @@ class MainWindow(QMainWindow):
         self.progress.setFormat(f"{done}/{total} triaged")
 
     def _precompute_heatmaps(self) -> None:
-        for path in self._heat_backlog:
+        """Grad-CAM of the urgent studies at the top of the list, ready before the radiologist opens them."""
+        self._refresh_if_dirty()  # the order as the user sees it, with the last results in
+        top = [row.path for row in self.model.visible if row.urgent][:PRECOMPUTED_MAPS]
+        for path in top:  # queued behind any selected study; asked for once scoring is idle
             if path not in self.heatmaps:
                 self.request_heatmap.emit(str(path), False)
-        self._heat_backlog.clear()
 
     def _heatmap_ready(self, path: str, image, heatmap) -> None:
-        self.heatmaps[Path(path)] = heatmap
+        self.heatmaps.put(Path(path), heatmap)
         if self.current is not None and self.current.path == Path(path):
             self.view.set_heatmap(heatmap)
 
@@ -329,7 +330,7 @@ class MainWindow(QMainWindow):
             return  # the user has moved on
         self.view.set_image(image)
         if self.current.path in self.heatmaps:
-            self.view.set_heatmap(self.heatmaps[self.current.path])
+            self.view.set_heatmap(self.heatmaps.get(self.current.path))
 
     def _study_failed(self, path: str, reason: str) -> None:
         if self.current is not None and self.current.path == Path(path):
