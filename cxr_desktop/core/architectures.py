@@ -138,6 +138,13 @@ def efficientnet_b0(num_outputs: int, imagenet: bool) -> nn.Module:
 def mobilenet_v3_large(num_outputs: int, imagenet: bool) -> nn.Module:
     model = _torchvision("mobilenet_v3_large", "MobileNet_V3_Large_Weights", imagenet)
     model.classifier[-1] = nn.Linear(model.classifier[-1].in_features, num_outputs)
+    if not imagenet:
+        # torchvision sets BatchNorm momentum 0.01 for its long ImageNet schedule; from scratch on a small set
+        # (~130 steps) the running statistics then stay near their initial values and the network outputs
+        # one constant in eval mode (seen in docs/experiments/architecture-cpu). PyTorch's default 0.1 fixes it.
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.momentum = 0.1
     return model
 
 
