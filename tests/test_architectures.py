@@ -77,9 +77,10 @@ def test_efficientnet_lite0_imagenet_backbone_differs_from_scratch():
     assert pretrained._fc.out_features == 14
 
 
-def test_mobilenet_v3_from_scratch_uses_pytorch_batchnorm_momentum():
-    """torchvision's momentum 0.01 left MobileNetV3 trained from scratch for ~130 steps with running
+@pytest.mark.parametrize("name", ["efficientnet_lite0", "mobilenet_v3_large"])
+def test_from_scratch_uses_pytorch_batchnorm_momentum(name):
+    """Momentum 0.01 (these models' own default) left them trained from scratch for ~130 steps with running
     statistics near their initial values: one constant output in eval mode (docs/experiments/architecture-cpu)."""
-    model = architectures.create("mobilenet_v3_large", 1, "scratch")
+    model = architectures.create(name, 1, "scratch")
     norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
-    assert len(norms) > 40 and all(m.momentum == 0.1 for m in norms)
+    assert len(norms) > 30 and all(m.momentum == 0.1 for m in norms)

@@ -68,6 +68,15 @@ def create(name: str, num_outputs: int, init: Init = "scratch") -> nn.Module:
     if init not in ("scratch", "imagenet"):
         raise ValueError(f"init must be 'scratch' or 'imagenet', got {init!r}")
     model = get(name).build(num_outputs, init == "imagenet")
+    if init == "scratch":
+        # EfficientNet-Lite0 and MobileNetV3 come with BatchNorm momentum 0.01 (made for long ImageNet runs).
+        # From scratch on a few thousand images (~130 steps) the running statistics then stay near their
+        # initial values and the network gives one constant output in eval mode (test AUROC exactly 0.5 in
+        # docs/experiments/architecture-cpu). PyTorch's default 0.1 lets them converge; loading weights later
+        # (bundles, checkpoints) is unaffected.
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.momentum = 0.1
     log.debug("created %s (%s, %d outputs)", name, init, num_outputs)
     return model
 
@@ -138,13 +147,6 @@ def efficientnet_b0(num_outputs: int, imagenet: bool) -> nn.Module:
 def mobilenet_v3_large(num_outputs: int, imagenet: bool) -> nn.Module:
     model = _torchvision("mobilenet_v3_large", "MobileNet_V3_Large_Weights", imagenet)
     model.classifier[-1] = nn.Linear(model.classifier[-1].in_features, num_outputs)
-    if not imagenet:
-        # torchvision sets BatchNorm momentum 0.01 for its long ImageNet schedule; from scratch on a small set
-        # (~130 steps) the running statistics then stay near their initial values and the network outputs
-        # one constant in eval mode (seen in docs/experiments/architecture-cpu). PyTorch's default 0.1 fixes it.
-        for module in model.modules():
-            if isinstance(module, nn.BatchNorm2d):
-                module.momentum = 0.1
     return model
 
 
