@@ -196,21 +196,27 @@ class LoadedBundle:
     path: Path
 
 
+def verified_file(folder: Path, field_name: str, name: str, sha256: str) -> Path:
+    """A file the card names (``field_name``): a plain name, present, with the sha256 the card records."""
+    if Path(name).name != name:
+        raise BundleFormatError(f"{field_name} must be a plain file name, got {name!r}")
+    path = folder / name
+    if not path.is_file():
+        raise BundleMissingError(f"{folder}: {name} ({field_name} in the card) is missing")
+    actual = sha256_of(path)
+    if actual != sha256:
+        raise BundleChecksumError(
+            f"{name}: sha256 {actual[:12]}… does not match the card's {sha256[:12] or '(none)'}…; "
+            "the file was changed or truncated"
+        )
+    return path
+
+
 def load_bundle(folder: str | Path) -> LoadedBundle:
     """Validate a bundle and return its card and a ready model in eval mode on the CPU."""
     folder = Path(folder)
     card = read_card(folder)
-    weights_path = folder / card.weights_file
-    if Path(card.weights_file).name != card.weights_file:
-        raise BundleFormatError(f"weights_file must be a plain file name, got {card.weights_file!r}")
-    if not weights_path.is_file():
-        raise BundleMissingError(f"{folder}: weights file {card.weights_file} is missing")
-    actual = sha256_of(weights_path)
-    if actual != card.weights_sha256:
-        raise BundleChecksumError(
-            f"{weights_path.name}: sha256 {actual[:12]}… does not match the card's "
-            f"{card.weights_sha256[:12] or '(none)'}…; the file was changed or truncated"
-        )
+    weights_path = verified_file(folder, "weights_file", card.weights_file, card.weights_sha256)
     state = _load_state(weights_path)
     model = create(card.architecture, num_outputs=len(card.labels), init="scratch")
     try:

@@ -15,12 +15,10 @@ import torch
 from cxr_desktop.core.bundle import (
     CARD_NAME,
     ONNX_NAME,
-    BundleChecksumError,
-    BundleFormatError,
-    BundleMissingError,
     LoadedBundle,
     ModelCard,
     sha256_of,
+    verified_file,
 )
 
 log = logging.getLogger(__name__)
@@ -58,14 +56,4 @@ def onnx_path(bundle: LoadedBundle) -> Path | None:
     card = bundle.card
     if not card.onnx_file:
         return None
-    if Path(card.onnx_file).name != card.onnx_file:
-        raise BundleFormatError(f"onnx_file must be a plain file name, got {card.onnx_file!r}")
-    path = bundle.path / card.onnx_file
-    if not path.is_file():
-        raise BundleMissingError(f"{bundle.path}: ONNX file {card.onnx_file} named in the card is missing")
-    actual = sha256_of(path)
-    if actual != card.onnx_sha256:
-        raise BundleChecksumError(
-            f"{path.name}: sha256 {actual[:12]}… does not match the card's {card.onnx_sha256[:12] or '(none)'}…"
-        )
-    return path
+    return verified_file(bundle.path, "onnx_file", card.onnx_file, card.onnx_sha256)
