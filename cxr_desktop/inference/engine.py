@@ -138,18 +138,18 @@ class Engine:
 
     # -- scoring -------------------------------------------------------------------------------------
 
-    def _to_batch(self, inputs: list[np.ndarray]) -> torch.Tensor:
+    def _to_batch(self, inputs: list[np.ndarray], channels_last: bool = True) -> torch.Tensor:
         stacked = torch.from_numpy(np.stack(inputs)).to(self.device, non_blocking=True)
         batch = normalize_input(stacked, self.spec)
-        return batch.contiguous(memory_format=torch.channels_last)
+        return batch.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
 
     def predict_inputs(self, inputs: list[np.ndarray]) -> np.ndarray:
         """Probabilities (N, 14) for preprocessed uint8 model inputs."""
         if not inputs:
             return np.zeros((0, len(self.card.labels)), dtype=np.float32)
-        batch = self._to_batch(inputs)
+        batch = self._to_batch(inputs, channels_last=self._onnx is None)  # ONNX Runtime takes NCHW as is
         if self._onnx is not None:
-            return torch.sigmoid(torch.from_numpy(self._onnx(batch.contiguous().numpy()))).numpy()
+            return torch.sigmoid(torch.from_numpy(self._onnx(batch.numpy()))).numpy()
         with self._model_lock, torch.inference_mode():
             if self.precision == "bf16":
                 with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16):
