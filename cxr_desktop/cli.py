@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import logging
+import os
+import re
 import sys
 from pathlib import Path
 
 import cv2
 from tqdm import tqdm
 
-from cxr_desktop.core.bundle import BundleError
+from cxr_desktop.core.bundle import BundleError, ModelCard
 from cxr_desktop.core.heatmap_overlay import overlay
 from cxr_desktop.core.labels import FINDINGS
 from cxr_desktop.core.preprocess import to_uint8
@@ -62,8 +65,33 @@ def write_heatmap(engine: Engine, result: StudyResult, folder: Path, metadata: d
     heat = engine.heatmap(image)
     rgb = overlay(to_uint8(image), heat)
     folder.mkdir(parents=True, exist_ok=True)
-    name = (result.info.study_key if result.info else result.path.stem).replace(":", "_")
-    cv2.imwrite(str(folder / f"{name}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(folder / heatmap_name(result.path)), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+
+
+def heatmap_name(path: Path) -> str:
+    """A file name unique to the study's file: its sanitised stem and a short hash of its full path (two
+    studies may share a SOP Instance UID or a stem, e.g. the same image copied into two folders)."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", path.stem).strip("._")[:80] or "study"
+    digest = hashlib.sha256(os.fsencode(path.absolute())).hexdigest()[:12]
+    return f"{stem}-{digest}.png"
+
+
+def scope_notes(card: ModelCard) -> list[str]:
+    """What the run says once about the findings it does not report as results."""
+    notes = []
+    if card.untrained_findings:
+        notes.append(
+            f"model {card.model_id} was not trained on {', '.join(card.untrained_findings)}: "
+            "their columns are left empty"
+        )
+    if card.research_findings:
+        notes.append(
+            f"model {card.model_id}: {', '.join(card.research_findings)} trained but not externally validated "
+            "(research only, not for clinical use)"
+        )
+    if card.validated_findings is None:
+        notes.append(f"model {card.model_id} carries no external validation record")
+    return notes
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     metadata = nih_study_metadata(read_nih_table(args.nih_labels)) if args.nih_labels else None
     files = list(iter_study_files(args.paths))
     print(f"cxr-triage: {len(files)} files, model {engine.description}", file=sys.stderr)
+    for note in scope_notes(engine.card):
+        print(f"cxr-triage: {note}", file=sys.stderr)
 
     # a file name that is not valid UTF-8 is written with its odd bytes escaped (\udcff), not lost
     if args.out:

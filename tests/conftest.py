@@ -37,9 +37,18 @@ def nih_sample(shared_data: Path) -> Path:
 
 
 def make_tiny_bundle(
-    folder: Path, cardiomegaly_threshold: float = 0.5, arch: str = "resnet18", seed: int = 0, onnx: bool = False
+    folder: Path,
+    cardiomegaly_threshold: float = 0.5,
+    arch: str = "resnet18",
+    seed: int = 0,
+    onnx: bool = False,
+    trained_findings: list[str] | None = None,
+    validated_findings: list[str] | None = None,
+    thresholds: dict[str, float] | None = None,
 ) -> Path:
-    """A random-weight bundle built through the core API (tests must not depend on the shipped model)."""
+    """A random-weight bundle built through the core API (tests must not depend on the shipped model).
+    ``trained_findings`` (default: all 14) and ``validated_findings`` (default: no validation record) go to
+    the card; ``thresholds`` adds other findings' thresholds to the default operating point."""
     import torch
 
     from cxr_desktop.core.architectures import create
@@ -52,9 +61,12 @@ def make_tiny_bundle(
         model_id="tiny-test-model",
         architecture=arch,
         preprocessing=PreprocessSpec(input_size=64).to_dict(),
-        operating_points={"sensitivity_0.90": {"Cardiomegaly": cardiomegaly_threshold}},
+        operating_points={"sensitivity_0.90": {**(thresholds or {}), "Cardiomegaly": cardiomegaly_threshold}},
         default_operating_point="sensitivity_0.90",
+        validated_findings=validated_findings,
     )
+    if trained_findings is not None:
+        card.trained_findings = trained_findings
     save_bundle(folder, model, card)
     if onnx:
         from cxr_desktop.core.onnx_model import export_onnx

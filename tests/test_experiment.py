@@ -37,3 +37,36 @@ def test_experiment_grid_report_and_skip_on_rerun(tmp_path):
     report = (folder / "report.md").read_text()
     assert "Not finished when this report was written" in report and "- augment=blur__seed=1" in report
     assert not (folder / "runs" / "augment=blur__seed=1").exists()
+
+
+def test_a_grid_can_vary_any_key_and_is_checked_before_training(tmp_path):
+    import pytest
+
+    from trainer.experiment import expand, grid_configs
+
+    root = make_folder_dataset(tmp_path / "data", per_class=4)
+    base = yaml.safe_load(TINY_CONFIG.format(root=root, out=tmp_path / "runs"))
+    spec = {"name": "lr-study", "base": base, "base_overrides": {"epochs": 1}, "grid": {"lr": [0.001, 0.003]}}
+    config = tmp_path / "study.yaml"
+    config.write_text(yaml.safe_dump(spec))
+    folder = tmp_path / "exp"
+    assert train_main(["experiment", str(config), "--out", str(folder)]) == 0
+    for lr in (0.001, 0.003):
+        saved = yaml.safe_load((folder / "runs" / f"lr={lr}" / "config.yaml").read_text())
+        assert saved["lr"] == lr and saved["epochs"] == 1
+    assert "lr=0.003" in (folder / "report.md").read_text()
+
+    # dotted keys reach nested ones, and names stay in the earlier studies' order
+    runs = expand({"grid": {"preprocessing.input_size": [32, 48], "seed": [0]}}, tmp_path / "x")
+    assert [r.name for r in runs] == ["seed=0__preprocessing.input_size=32", "seed=0__preprocessing.input_size=48"]
+    configs = grid_configs(spec, runs)
+    assert [configs[r.name].spec().input_size for r in runs] == [32, 48]
+
+    # a bad key or value fails before any run folder is made
+    for grid, message in (({"learning_rate": [0.1]}, "did you mean 'lr'"), ({"schedule": ["cosin"]}, "'cosine'")):
+        config.write_text(yaml.safe_dump({**spec, "name": "bad", "grid": grid}))
+        with pytest.raises(ValueError, match=message):
+            from trainer.experiment import run_experiment
+
+            run_experiment(config, tmp_path / "bad")
+        assert not (tmp_path / "bad").exists()

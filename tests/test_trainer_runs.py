@@ -72,8 +72,9 @@ def test_train_evaluate_export(tiny, tmp_path):
 
 
 def test_resume_after_kill_matches_an_uninterrupted_run(tiny, tmp_path):
+    """With loader workers (their augmentation must follow the epoch), warm-up and a weight average."""
     tmp, root = tiny
-    config = write_config(tmp_path, root, epochs="4")
+    config = write_config(tmp_path, root, epochs="4", workers="2", warmup_epochs="0.5", ema_decay="0.9")
     env = {**os.environ, "PYTHONPATH": os.getcwd()}
     subprocess.run(
         [*CLI, "train", "-c", str(config), "--set", "name=straight"], check=True, env=env, capture_output=True

@@ -45,3 +45,23 @@ def write_config(tmp: Path, root: Path, **extra: str) -> Path:
     path = tmp / "tiny.yaml"
     path.write_text(text)
     return path
+
+
+def make_csv_dataset(root: Path, per_class: int = 6, csv_folder: str = "labels") -> Path:
+    """Images under ``root/images/`` and a label CSV in ``root/csv_folder/`` whose paths are relative to it
+    (``../images/...``), train and test rows, patients in pairs; returns the CSV path."""
+    folder = root / "images"
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = ["path,label,patient_id,split"]
+    for split in ("train", "test"):
+        for cls, ratio in (("cardiomegaly", 0.62), ("other", 0.38)):
+            for i in range(per_class):
+                name = f"{split}-{cls}-{i}.png"
+                cv2.imwrite(
+                    str(folder / name), synthetic_chest(64, heart_ratio=ratio, seed=i + (7 if cls == "other" else 0))
+                )
+                lines.append(f"../images/{name},{cls},{split}-{cls}-p{i // 2},{split}")
+    csv_path = root / csv_folder / "labels.csv"
+    csv_path.parent.mkdir(parents=True, exist_ok=True)
+    csv_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return csv_path

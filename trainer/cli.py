@@ -1,4 +1,4 @@
-"""``cxr-train``: a thin CLI over the trainer library (cache, train, evaluate, export, onnx, experiment)."""
+"""``cxr-train``: a thin CLI over the trainer library (cache, train, evaluate, export, onnx, experiment, list)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,49 @@ import logging
 import sys
 from pathlib import Path
 
+import yaml
+
 from cxr_desktop.core.preprocess import PreprocessSpec
+
+RAW = argparse.RawDescriptionHelpFormatter
+MAIN_EPILOG = """\
+the cycle: cache -> train -> evaluate -> export (each subcommand has --help).
+  cxr-train list keys | architectures | augmentations     what a config can say
+"""
+TRAIN_EPILOG = """\
+config: a YAML file of key: value; `cxr-train list keys` gives every key with its type, default and meaning.
+--set key=value changes one value (read as YAML; dots reach nested keys: --set preprocessing.input_size=128).
+Every value is checked before anything is written; a wrong one fails with a "did you mean".
+
+run folders: a run is written to OUT_DIR/NAME. A new run into a folder that already holds one is refused:
+  --resume RUN     continue it from its last checkpoint with its saved config.yaml; a -c or --set value
+                   that differs from the saved one is refused, naming the key
+  --overwrite      delete that run and start again
+  --set name=NEW   start a separate run instead
+
+CSV data (dataset: csv): `images` is the CSV file, with a header row and the columns
+  path,label[,patient_id][,split]
+  path        an image file (DICOM, PNG, JPEG); a relative path is relative to the CSV file's own
+              folder, an absolute path is taken as it is
+  label       positive_class (default cardiomegaly, any case), 1, true or yes: positive; else negative
+  patient_id  optional: a patient's images stay on one side of the validation split
+  split       optional: train, val or test (empty: train); with no val rows a seeded, patient-wise
+              val_fraction of train is held out
+  labels_csv, train_list and test_list are for dataset nih only (refused for folder and csv data);
+  class_counts caps the train split per class, e.g. {cardiomegaly: 1000, other: 2000}.
+
+examples:
+  cxr-train train -c trainer/configs/nih14-sample.yaml --set epochs=3 --set name=nih-3ep
+  cxr-train train -c my.yaml --set dataset=csv --set images=data/labels.csv --binary Cardiomegaly
+  cxr-train train --resume runs/nih-3ep
+"""
+EXPERIMENT_EPILOG = """\
+experiment YAML: name, base (a config mapping or a config file relative to this one), base_overrides,
+grid (key: [values], over any config key, dotted keys nest; the runs are every combination), extra_runs
+(a list of {key: value} outside the product), baseline ({key: value} the report compares against),
+finding, caveats, out_dir. Every run's config is checked before the first one trains; runs are named
+key=value__key=value and a finished one is skipped when the experiment is run again.
+"""
 
 
 def _cache(args: argparse.Namespace) -> int:
@@ -27,18 +69,42 @@ def _train(args: argparse.Namespace) -> int:
     from trainer.config import load_config
     from trainer.run import resume, train
 
+    overrides = list(args.set or [])
+    if args.binary:
+        overrides.append(f"binary={args.binary}")
     if args.resume:
-        run_dir = resume(Path(args.resume))
+        run_dir = resume(args.resume, args.config, overrides)
     else:
         if not args.config:
             print("cxr-train train: give -c CONFIG or --resume RUN", file=sys.stderr)
             return 2
-        overrides = list(args.set or [])
-        if args.binary:
-            overrides.append(f"binary={args.binary}")
-        run_dir = train(load_config(args.config, overrides))
+        run_dir = train(load_config(args.config, overrides), existing="overwrite" if args.overwrite else "refuse")
     done = json.loads((run_dir / "done.json").read_text()) if (run_dir / "done.json").exists() else {}
     print(f"run {run_dir}: best validation mean AUROC {done.get('best_val_mean_auroc', float('nan')):.4f}")
+    return 0
+
+
+def _table(rows: list[tuple[str, ...]]) -> str:
+    """Aligned columns; a cell longer than 24 characters (a long default) overflows its column."""
+    widths = [max(len(row[i]) for row in rows if len(row[i]) <= 24) for i in range(len(rows[0]) - 1)]
+    return "\n".join("  ".join([*(c.ljust(w) for c, w in zip(row, widths, strict=False)), row[-1]]) for row in rows)
+
+
+def _list(args: argparse.Namespace) -> int:
+    if args.what == "architectures":
+        from cxr_desktop.core import architectures
+
+        rows = [(name, architectures.get(name).description) for name in architectures.available()]
+        print(_table([("architecture", "description"), *rows]))
+    elif args.what == "augmentations":
+        from trainer.augment import REGISTRY
+
+        rows = [(name, entry.doc) for name, entry in sorted(REGISTRY.items())]
+        print(_table([("augmentation", "spelled `name` or `name:param` in the config's augment list"), *rows]))
+    else:
+        from trainer.config import key_table
+
+        print(_table([("key", "type", "default", "meaning [choices]"), *key_table()]))
     return 0
 
 
@@ -61,11 +127,21 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from trainer.export import export_run
 
+    if bool(args.threshold_images) != bool(args.threshold_labels):
+        raise ValueError("--threshold-images and --threshold-labels go together")
+    external = (args.threshold_images, args.threshold_labels) if args.threshold_images else None
     card = export_run(
-        Path(args.run), Path(args.out), args.target_sensitivity, args.model_id, args.device, onnx=not args.no_onnx
+        Path(args.run),
+        Path(args.out),
+        args.target_sensitivity,
+        args.model_id,
+        args.device,
+        onnx=not args.no_onnx,
+        threshold_images=external,
     )
     point = card.operating_points[card.default_operating_point]
-    print(f"exported {card.model_id} to {args.out}; Cardiomegaly threshold {point.get('Cardiomegaly', 0.5):.4f}")
+    urgent = card.urgent_finding
+    print(f"exported {card.model_id} to {args.out}; {urgent} threshold {point.get(urgent, 0.5):.4f}")
     return 0
 
 
@@ -76,58 +152,134 @@ def _experiment(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cxr-train", description=__doc__)
-    parser.add_argument("-v", "--verbose", action="store_true")
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def _add_cache_and_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("cache", help="decode every image once into a uint8 cache at the training size")
-    p.add_argument("--images", type=Path, required=True)
-    p.add_argument("--size", type=int, required=True)
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--resize", default="letterbox", choices=["letterbox", "stretch", "center_crop"])
-    p.add_argument("--contrast", default="none", choices=["none", "equalize", "clahe"])
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--images", type=Path, required=True, help="image folder (DICOM, PNG, JPEG; searched recursively)")
+    p.add_argument("--size", type=int, required=True, help="side in pixels (the config's preprocessing.input_size)")
+    p.add_argument("--out", type=Path, required=True, help="cache folder; an unfinished one is resumed")
+    p.add_argument(
+        "--resize",
+        default="letterbox",
+        choices=["letterbox", "stretch", "center_crop"],
+        help="how an image is fitted to the square (preprocessing.resize; default %(default)s)",
+    )
+    p.add_argument(
+        "--contrast",
+        default="none",
+        choices=["none", "equalize", "clahe"],
+        help="contrast step before caching (preprocessing.contrast; default %(default)s)",
+    )
+    p.add_argument("--workers", type=int, default=2, help="decoding processes (default %(default)s)")
     p.set_defaults(func=_cache)
 
-    p = sub.add_parser("train", help="train a model from a YAML config")
-    p.add_argument("-c", "--config", type=Path)
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value (repeatable)")
-    p.add_argument("--binary", metavar="FINDING", help="one finding vs rest")
-    p.add_argument("--resume", type=Path, metavar="RUN", help="continue an interrupted run folder")
+    p = sub.add_parser(
+        "train",
+        help="train a model from a YAML config",
+        description="Train a model from a YAML config (or continue a run).",
+        epilog=TRAIN_EPILOG,
+        formatter_class=RAW,
+    )
+    p.add_argument("-c", "--config", type=Path, help="YAML config (keys: `cxr-train list keys`)")
+    p.add_argument(
+        "--set", action="append", metavar="KEY=VALUE", help="change one config value (repeatable; dotted keys nest)"
+    )
+    p.add_argument("--binary", metavar="FINDING", help="one finding vs rest (the same as --set binary=FINDING)")
+    existing = p.add_mutually_exclusive_group()
+    existing.add_argument(
+        "--resume", type=Path, metavar="RUN", help="continue the run in folder RUN with its saved config.yaml"
+    )
+    existing.add_argument("--overwrite", action="store_true", help="delete an earlier run of the same name first")
     p.set_defaults(func=_train)
 
-    p = sub.add_parser("evaluate", help="AUROC with 95 %% CIs, thresholds, ROC curves")
+
+def _add_onnx_experiment_and_list(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("onnx", help="add (or renew) the ONNX copy of an existing bundle's model")
+    p.add_argument("bundle", type=Path, help="model bundle folder (weights.safetensors + card.json)")
+    p.set_defaults(func=_onnx)
+
+    p = sub.add_parser(
+        "experiment", help="run a grid of runs and write report.md", epilog=EXPERIMENT_EPILOG, formatter_class=RAW
+    )
+    p.add_argument("config", type=Path, help="experiment YAML (see below)")
+    p.add_argument("--out", type=Path, help="experiment folder (default: the file's out_dir/name)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a base config value (repeatable)")
+    p.add_argument("--report-only", action="store_true", help="train nothing; report the finished runs")
+    p.set_defaults(func=_experiment)
+
+    p = sub.add_parser("list", help="list architectures, augmentations or config keys")
+    p.add_argument(
+        "what",
+        choices=["architectures", "augmentations", "keys"],
+        help="registry entries with their docs, or every config key with its type, default and meaning",
+    )
+    p.set_defaults(func=_list)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cxr-train", description=__doc__, epilog=MAIN_EPILOG, formatter_class=RAW)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    _add_cache_and_train(sub)
+
+    p = sub.add_parser(
+        "evaluate",
+        help="AUROC with 95 %% CIs, thresholds, ROC curves, calibration and subgroups",
+        description="Evaluate a run (on its own split) or a model bundle (on its split or on any labelled "
+        "images). Writes metrics.json, metrics.md, roc.png, reliability.png and probabilities.npy.",
+    )
     source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--run", type=Path)
-    source.add_argument("--model", type=Path, help="a model bundle")
-    p.add_argument("--split", choices=["test", "val"], default="test")
-    p.add_argument("--images", type=Path, help="evaluate on these images instead of a split")
-    p.add_argument("--labels", type=Path, help="NIH Data_Entry CSV, or a CSV path,label for --images")
-    p.add_argument("--out", type=Path, help="folder for metrics.json, metrics.md, roc.png")
+    source.add_argument("--run", type=Path, help="a run folder (thresholds chosen on its validation split)")
+    source.add_argument("--model", type=Path, help="a model bundle (its card's thresholds)")
+    p.add_argument("--split", choices=["test", "val"], default="test", help="which split of the run to score")
+    p.add_argument("--images", type=Path, nargs="+", metavar="DIR", help="score these image folders instead")
+    p.add_argument(
+        "--labels",
+        type=Path,
+        help="the NIH Data_Entry CSV(.gz) for --images (matched by file name; adds sex/age/view subgroups), "
+        "or, without --images, a label CSV path,label[,patient_id] with paths relative to the CSV's folder",
+    )
+    p.add_argument(
+        "--half",
+        choices=["all", "tune", "report"],
+        default="all",
+        help="with NIH labels: the external protocol's patient-wise half (thresholds are tuned on 'tune', "
+        "results reported on 'report'; docs/experiments/default-model.md)",
+    )
+    p.add_argument("--out", type=Path, help="folder for the results (default: RUN/eval-SPLIT or ./eval)")
     p.add_argument("--record-as", metavar="NAME", help="with --model: store the result in the card's metrics.checks")
-    p.add_argument("--device", default="auto")
+    p.add_argument(
+        "--validate",
+        action="store_true",
+        help="with --record-as: set the card's validated_findings to the trained findings whose AUROC lower "
+        "95 %% bound is >= 0.70 here (use only on real images the model never saw)",
+    )
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.set_defaults(func=_evaluate)
 
-    p = sub.add_parser("export", help="export a run as an app model bundle")
-    p.add_argument("run", type=Path)
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--target-sensitivity", type=float, default=0.9)
-    p.add_argument("--model-id")
-    p.add_argument("--device", default="auto")
+    p = sub.add_parser(
+        "export",
+        help="export a run as an app model bundle",
+        description="Write weights.safetensors, card.json and model.onnx. Operating thresholds are chosen on "
+        "the run's validation split, or with --threshold-images on the tune half of external NIH images.",
+    )
+    p.add_argument("run", type=Path, help="the run folder")
+    p.add_argument("--out", type=Path, required=True, help="the bundle folder to write")
+    p.add_argument("--target-sensitivity", type=float, default=0.9, help="the default operating point")
+    p.add_argument(
+        "--threshold-images",
+        type=Path,
+        nargs="+",
+        metavar="DIR",
+        help="choose thresholds on the tune half of these NIH image folders (needs --threshold-labels)",
+    )
+    p.add_argument("--threshold-labels", type=Path, help="the NIH Data_Entry CSV(.gz) for --threshold-images")
+    p.add_argument("--model-id", help="the bundle's model id (default: ARCH-RUN)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--no-onnx", action="store_true", help="skip the ONNX copy used by the faster CPU backend")
     p.set_defaults(func=_export)
 
-    p = sub.add_parser("onnx", help="add (or renew) the ONNX copy of an existing bundle's model")
-    p.add_argument("bundle", type=Path)
-    p.set_defaults(func=_onnx)
-
-    p = sub.add_parser("experiment", help="run a grid of runs and write report.md")
-    p.add_argument("config", type=Path)
-    p.add_argument("--out", type=Path)
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a base config value")
-    p.add_argument("--report-only", action="store_true", help="train nothing; report the finished runs")
-    p.set_defaults(func=_experiment)
+    _add_onnx_experiment_and_list(sub)
     return parser
 
 
@@ -138,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return args.func(args)
-    except (ValueError, KeyError, FileNotFoundError) as exc:
+    except (ValueError, KeyError, FileNotFoundError, yaml.YAMLError) as exc:
         print(f"cxr-train {args.command}: {exc}", file=sys.stderr)
         return 2
 

@@ -22,6 +22,7 @@ from trainer.config import TrainConfig, load_config
 from trainer.data.cache import ImageCache
 from trainer.data.dataset import XrayDataset
 from trainer.data.samples import SampleTable
+from trainer.external import calibration, plot_reliability, subgroup_aurocs
 from trainer.fit import BEST, pick_device, predict, use_bf16
 from trainer.metrics import auroc, binary_stats, bootstrap_auroc_ci, threshold_at_sensitivity
 
@@ -61,6 +62,12 @@ def predict_table(
     return predict(model, loader, dev, spec, bf16)
 
 
+def is_degenerate(p: np.ndarray, spread: float = 1e-3) -> bool:
+    """Near-constant predictions: an AUROC, its interval and any test on them describe ties, not a model."""
+    p = p[~np.isnan(p)]
+    return len(p) > 1 and float(p.max() - p.min()) < spread
+
+
 def evaluate_predictions(
     labels: np.ndarray, probs: np.ndarray, thresholds: dict[str, float], bootstrap: int = 1000
 ) -> dict:
@@ -72,7 +79,16 @@ def evaluate_predictions(
             continue
         low, high = bootstrap_auroc_ci(y, p, n=bootstrap, seed=i)
         stats = binary_stats(y, p, thresholds.get(name, 0.5))
+        degenerate = is_degenerate(p[known])
+        if degenerate:
+            log.warning(
+                "%s: near-constant predictions (%.4f to %.4f): a degenerate model, not a result",
+                name,
+                np.nanmin(p[known]),
+                np.nanmax(p[known]),
+            )
         per[name] = {
+            "degenerate": degenerate,
             "n": int(known.sum()),
             "positives": int(np.nansum(y)),
             "auroc": auroc(y, p),
@@ -81,6 +97,8 @@ def evaluate_predictions(
             "accuracy": stats.accuracy,
             "sensitivity": stats.sensitivity,
             "specificity": stats.specificity,
+            # a property of the curve (threshold set on these same images), for comparing models
+            "specificity_at_sensitivity_0.90": binary_stats(y, p, threshold_at_sensitivity(y, p, 0.9)).specificity,
         }
     scored = [v["auroc"] for v in per.values() if not np.isnan(v["auroc"])]
     return {"mean_auroc": float(np.mean(scored)) if scored else float("nan"), "findings": per}
@@ -97,8 +115,9 @@ def markdown_table(result: dict) -> str:
     ]
     for name, r in result["findings"].items():
         low, high = r["auroc_ci95"]
+        warning = " ⚠ near-constant predictions (degenerate model)" if r.get("degenerate") else ""
         lines.append(
-            f"| {name} | {r['n']} | {r['positives']} | {_fmt(r['auroc'])} | {_fmt(low)}–{_fmt(high)} | "
+            f"| {name}{warning} | {r['n']} | {r['positives']} | {_fmt(r['auroc'])} | {_fmt(low)}–{_fmt(high)} | "
             f"{r['threshold']:.3f} | {_fmt(r['accuracy'])} | {_fmt(r['sensitivity'])} | {_fmt(r['specificity'])} |"
         )
     lines.append(f"\nMean AUROC over findings with positives and negatives: **{_fmt(result['mean_auroc'])}**")
@@ -122,6 +141,11 @@ def plot_rocs(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: Path, titl
     fig.savefig(path, dpi=120)
 
 
+def labelled_findings(tables: list[SampleTable]) -> list[str]:
+    """The findings with at least one positive label in ``tables``: what a run was trained on."""
+    return [name for i, name in enumerate(FINDINGS) if any(np.nansum(t.labels[:, i]) > 0 for t in tables)]
+
+
 def thresholds_on(labels: np.ndarray, probs: np.ndarray, sensitivity: float) -> dict[str, float]:
     return {
         name: threshold_at_sensitivity(labels[:, i], probs[:, i], sensitivity)
@@ -137,12 +161,26 @@ def write_evaluation(
     out: Path,
     title: str,
     extra: dict | None = None,
+    focus: str | None = None,
+    metadata: list[dict[str, str]] | None = None,
 ) -> dict:
+    """Metrics of every labelled finding; for ``focus`` (the urgent finding) also calibration (reliability.png)
+    and, where ``metadata`` is given, AUROC by sex, age band and view."""
     out.mkdir(parents=True, exist_ok=True)
     result = evaluate_predictions(labels, probs, thresholds)
     result.update(extra or {})
+    sections = [markdown_table(result)]
+    if focus and focus in result["findings"]:
+        column = FINDINGS.index(focus)
+        y, p = labels[:, column], probs[:, column]
+        result["calibration"] = {"finding": focus, **calibration(y, p)}
+        plot_reliability(result["calibration"], out / "reliability.png", f"{focus}: reliability")
+        sections.append(calibration_markdown(result["calibration"]))
+        if metadata is not None:
+            result["subgroups"] = {"finding": focus, **subgroup_aurocs(y, p, metadata)}
+            sections.append(subgroup_markdown(result["subgroups"]))
     (out / "metrics.json").write_text(json.dumps(result, indent=2))
-    (out / "metrics.md").write_text(f"# {title}\n\n{markdown_table(result)}\n")
+    (out / "metrics.md").write_text(f"# {title}\n\n" + "\n\n".join(sections) + "\n")
     plot_rocs(
         {n: (labels[:, i], probs[:, i]) for i, n in enumerate(FINDINGS) if n in result["findings"]},
         out / "roc.png",
@@ -150,3 +188,25 @@ def write_evaluation(
     )
     np.save(out / "probabilities.npy", probs)
     return result
+
+
+def calibration_markdown(result: dict) -> str:
+    return (
+        f"## Calibration ({result['finding']})\n\nExpected calibration error {_fmt(result['ece'])} (10 equal-width "
+        f"bins), Brier score {_fmt(result['brier'])}; reliability diagram: `reliability.png`."
+    )
+
+
+def subgroup_markdown(groups: dict) -> str:
+    lines = [
+        f"## Subgroups ({groups['finding']})",
+        "",
+        "| subgroup | n | positives | AUROC | 95 % CI |",
+        "|---|---:|---:|---:|---|",
+    ]
+    for name, g in groups.items():
+        if name == "finding":
+            continue
+        low, high = g["auroc_ci95"]
+        lines.append(f"| {name} | {g['n']} | {g['positives']} | {_fmt(g['auroc'])} | {_fmt(low)}–{_fmt(high)} |")
+    return "\n".join(lines)

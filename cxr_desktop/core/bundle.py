@@ -70,6 +70,11 @@ class ModelCard:
     operating_points: dict[str, dict[str, float]] = field(default_factory=dict)
     default_operating_point: str = "default"
     urgent_finding: str = URGENT_FINDING
+    # the findings the model was trained on; the others' outputs are untrained heads and are never reported
+    trained_findings: list[str] = field(default_factory=lambda: list(FINDINGS))
+    # the findings whose external validation passed (AUROC lower 95 % CI bound >= 0.70 on real images the model
+    # never saw); None: the card carries no external validation record (all trained findings shown as before)
+    validated_findings: list[str] | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     intended_use: str = "Triage aid that orders a reading worklist; not a diagnosis."
@@ -89,6 +94,29 @@ class ModelCard:
         """Per-finding thresholds of the default operating point (0.5 where none was chosen)."""
         chosen = self.operating_points.get(self.default_operating_point, {})
         return {name: float(chosen.get(name, 0.5)) for name in self.labels}
+
+    def chosen_thresholds(self, operating_point: str | None = None) -> dict[str, float]:
+        """Thresholds the card really chose at ``operating_point`` (default: the card's default), for trained
+        findings only; a finding without one is absent (no made-up 0.5)."""
+        chosen = self.operating_points.get(operating_point or self.default_operating_point, {})
+        return {name: float(chosen[name]) for name in self.trained_findings if name in chosen}
+
+    @property
+    def untrained_findings(self) -> list[str]:
+        """Findings the model was not trained on: their outputs are meaningless and are never reported."""
+        return [name for name in FINDINGS if name not in self.trained_findings]
+
+    @property
+    def research_findings(self) -> list[str]:
+        """Trained but not externally validated (research only); empty when the card has no validation record."""
+        if self.validated_findings is None:
+            return []
+        return [name for name in self.trained_findings if name not in self.validated_findings]
+
+    @property
+    def shown_findings(self) -> list[str]:
+        """Findings presented as results: the validated ones, or all trained ones without a validation record."""
+        return list(self.trained_findings if self.validated_findings is None else self.validated_findings)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=False)
@@ -132,16 +160,74 @@ def _validate_card_fields(card: ModelCard) -> None:
         raise BundleLabelsError(
             f"card labels {canonical} do not match the 14 NIH findings in canonical order {list(FINDINGS)}"
         )
-    if canonical_finding(card.urgent_finding) not in canonical:
-        raise BundleLabelsError(f"urgent finding {card.urgent_finding!r} is not among the labels")
+    card.labels = canonical
+    _validate_finding_scope(card)
     try:
         card.spec  # noqa: B018 - validates the preprocessing spec
     except (TypeError, ValueError) as exc:
         raise BundleFormatError(f"card preprocessing is invalid: {exc}") from None
+    _validate_operating_points(card)
+
+
+def _validate_operating_points(card: ModelCard) -> None:
+    """Thresholds in [0, 1], finding names normalised to the canonical spelling."""
+    if not isinstance(card.operating_points, dict):
+        raise BundleFormatError("operating_points must be an object of {point: {finding: threshold}}")
+    cleaned: dict[str, dict[str, float]] = {}
     for name, points in card.operating_points.items():
+        if not isinstance(points, dict):
+            raise BundleFormatError(f"operating point {name!r} must be an object of {{finding: threshold}}")
+        cleaned[name] = {}
         for finding, value in points.items():
-            if finding not in canonical or not 0.0 <= float(value) <= 1.0:
+            try:
+                key, threshold = canonical_finding(finding), float(value)
+            except (AttributeError, TypeError, ValueError):
+                raise BundleFormatError(f"operating point {name!r}: bad threshold {finding}={value!r}") from None
+            if not 0.0 <= threshold <= 1.0 or key in cleaned[name]:
                 raise BundleFormatError(f"operating point {name!r}: bad threshold {finding}={value!r}")
+            cleaned[name][key] = threshold
+    card.operating_points = cleaned
+
+
+def _canonical_list(card: ModelCard, field_name: str) -> list[str]:
+    """The card's list ``field_name`` in canonical spelling and order; a clear error for anything else."""
+    names = getattr(card, field_name)
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise BundleLabelsError(f"{field_name} must be a list of finding names, got {names!r}")
+    try:
+        given = {canonical_finding(name) for name in names}
+    except ValueError as exc:
+        raise BundleLabelsError(f"{field_name}: {exc}") from None
+    if len(given) != len(names):
+        raise BundleLabelsError(f"{field_name} names a finding twice: {names!r}")
+    return [name for name in FINDINGS if name in given]
+
+
+def _validate_finding_scope(card: ModelCard) -> None:
+    """Normalise ``urgent_finding``, ``trained_findings`` and ``validated_findings`` to the canonical
+    spelling, and check validated ⊆ trained and that the urgent finding is trained (and validated, if any)."""
+    try:
+        card.urgent_finding = canonical_finding(str(card.urgent_finding))
+    except ValueError as exc:
+        raise BundleLabelsError(f"urgent_finding: {exc}") from None
+    card.trained_findings = _canonical_list(card, "trained_findings")
+    if not card.trained_findings:
+        raise BundleLabelsError("trained_findings is empty: the model must be trained on at least one finding")
+    if card.urgent_finding not in card.trained_findings:
+        raise BundleLabelsError(
+            f"urgent finding {card.urgent_finding!r} is not among the trained findings {card.trained_findings}"
+        )
+    if card.validated_findings is None:
+        return
+    card.validated_findings = _canonical_list(card, "validated_findings")
+    extra = [name for name in card.validated_findings if name not in card.trained_findings]
+    if extra:
+        raise BundleLabelsError(f"validated_findings {extra} are not among the trained findings")
+    if card.urgent_finding not in card.validated_findings:
+        raise BundleLabelsError(
+            f"urgent finding {card.urgent_finding!r} did not pass external validation "
+            f"(validated_findings: {card.validated_findings}); this model cannot triage"
+        )
 
 
 def read_card(folder: str | Path) -> ModelCard:
@@ -161,12 +247,30 @@ def read_card(folder: str | Path) -> ModelCard:
         raise BundleVersionError(
             f"{card_path}: unsupported bundle format version {version!r} (this app reads {FORMAT_VERSION})"
         )
+    if "trained_findings" not in data:
+        data["trained_findings"] = _legacy_trained_findings(data)
     try:
         card = ModelCard(**data)
     except TypeError as exc:
         raise BundleFormatError(f"{card_path}: {exc}") from None
     _validate_card_fields(card)
     return card
+
+
+def _legacy_trained_findings(data: dict[str, Any]) -> list[str]:
+    """For a card written before ``trained_findings`` existed: the findings its provenance says had labels
+    (``cxr-train export`` records them), when that list names the urgent finding; else all 14."""
+    provenance = data.get("provenance")
+    named = provenance.get("findings_with_labels") if isinstance(provenance, dict) else None
+    try:
+        names = [canonical_finding(n) for n in named] if isinstance(named, list) and named else []
+        urgent = canonical_finding(str(data.get("urgent_finding", URGENT_FINDING)))
+    except (AttributeError, ValueError):
+        names, urgent = [], ""
+    if urgent not in names:
+        return list(FINDINGS)
+    log.info("card has no trained_findings; taking %s from provenance.findings_with_labels", names)
+    return names
 
 
 def _load_state(weights_path: Path) -> dict[str, torch.Tensor]:

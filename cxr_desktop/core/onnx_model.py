@@ -8,6 +8,8 @@ a protobuf graph, so loading it runs no pickled code.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -25,6 +27,23 @@ log = logging.getLogger(__name__)
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
+# third-party loggers that report every graph pass at INFO during an export (~70 lines per model)
+EXPORT_LOGGERS = ("torch.onnx", "torch.export", "torch._export", "torch.fx", "onnxscript", "onnx_ir")
+
+
+@contextmanager
+def quiet_export_logs(level: int = logging.WARNING) -> Iterator[None]:
+    """Raise the export's third-party loggers to ``level`` for the block (our own loggers are untouched)."""
+    loggers = [logging.getLogger(name) for name in EXPORT_LOGGERS]
+    saved = [logger.level for logger in loggers]
+    for logger in loggers:
+        if logger.getEffectiveLevel() < level:
+            logger.setLevel(level)
+    try:
+        yield
+    finally:
+        for logger, old in zip(loggers, saved, strict=True):
+            logger.setLevel(old)
 
 
 def export_onnx(folder: str | Path, model: torch.nn.Module, card: ModelCard) -> Path:
@@ -33,17 +52,18 @@ def export_onnx(folder: str | Path, model: torch.nn.Module, card: ModelCard) -> 
     size = card.spec.input_size
     example = torch.zeros(2, card.spec.channels, size, size)  # not 1: export would specialise on it
     batch = torch.export.Dim("batch", min=1, max=4096)
-    program = torch.onnx.export(
-        model.eval().float().cpu(),
-        (example,),
-        dynamo=True,
-        dynamic_shapes=({0: batch},),
-        input_names=[INPUT_NAME],
-        output_names=[OUTPUT_NAME],
-        verbose=False,
-    )
     path = folder / ONNX_NAME
-    program.save(str(path))
+    with quiet_export_logs():
+        program = torch.onnx.export(
+            model.eval().float().cpu(),
+            (example,),
+            dynamo=True,
+            dynamic_shapes=({0: batch},),
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            verbose=False,
+        )
+        program.save(str(path))
     card.onnx_file = ONNX_NAME
     card.onnx_sha256 = sha256_of(path)
     (folder / CARD_NAME).write_text(card.to_json(), encoding="utf-8")

@@ -46,6 +46,7 @@ class StudyResult:
 
     path: Path
     info: StudyInfo | None = None
+    # the trained findings only: an untrained head's output is not a result and is left out
     probabilities: dict[str, float] = field(default_factory=dict)
     urgent: bool = False
     error: str = ""
@@ -144,7 +145,8 @@ class Engine:
         return batch.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
 
     def predict_inputs(self, inputs: list[np.ndarray]) -> np.ndarray:
-        """Probabilities (N, 14) for preprocessed uint8 model inputs."""
+        """Raw model outputs (N, 14) for preprocessed uint8 model inputs, untrained heads included; use
+        ``reported`` to turn a row into the probabilities the rest of the app may show."""
         if not inputs:
             return np.zeros((0, len(self.card.labels)), dtype=np.float32)
         batch = self._to_batch(inputs, channels_last=self._onnx is None)  # ONNX Runtime takes NCHW as is
@@ -157,6 +159,11 @@ class Engine:
             else:
                 logits = self.model(batch)
             return torch.sigmoid(logits.float()).cpu().numpy()
+
+    def reported(self, row: np.ndarray) -> dict[str, float]:
+        """One output row as {finding: probability} for the findings the model was trained on."""
+        trained = set(self.card.trained_findings)
+        return {name: float(v) for name, v in zip(self.card.labels, row, strict=True) if name in trained}
 
     def _prepare(self, path: Path, metadata: dict[str, str] | None) -> _Prepared:
         try:
@@ -181,7 +188,7 @@ class Engine:
             if p.error:
                 results.append(StudyResult(p.path, p.info, error=p.error))
                 continue
-            scores = {name: float(v) for name, v in zip(self.card.labels, by_path[id(p)], strict=True)}
+            scores = self.reported(by_path[id(p)])
             results.append(StudyResult(p.path, p.info, scores, self.policy.is_urgent(scores)))
         return results
 

@@ -27,7 +27,8 @@ class TriagePolicy:
         return cls(card.urgent_finding, float(thresholds.get(card.urgent_finding, 0.5)), point)
 
     def is_urgent(self, probabilities: dict[str, float]) -> bool:
-        return probabilities[self.finding] >= self.threshold
+        """At or above the threshold; a missing or NaN score is never urgent (NaN compares False)."""
+        return probabilities.get(self.finding, float("nan")) >= self.threshold
 
 
 @dataclass(frozen=True)

@@ -52,16 +52,17 @@ def self_test(model_dir: Path, device: str, files: list[Path] | None = None) -> 
     if failed:
         print("self-test FAILED: " + "; ".join(failed), file=sys.stderr)
         return 1
-    scores = [r.probabilities["Cardiomegaly"] for r in results]
+    urgent = engine.card.urgent_finding
+    scores = [r.probabilities[urgent] for r in results]
     if max(scores) - min(scores) > 1e-4:
         print(f"self-test FAILED: lossless copies scored differently {scores}", file=sys.stderr)
         return 1
     print(
         f"self-test OK: {engine.description}; DICOM {', '.join(syntaxes)} decoded; "
-        f"Cardiomegaly {scores[0]:.3f} (threshold {engine.policy.threshold:.3f}, urgent={results[0].urgent})"
+        f"{urgent} {scores[0]:.3f} (threshold {engine.policy.threshold:.3f}, urgent={results[0].urgent})"
     )
     for r in given:
-        print(f"self-test OK: {r.path.name} Cardiomegaly {r.probabilities['Cardiomegaly']:.3f}")
+        print(f"self-test OK: {r.path.name} {urgent} {r.probabilities[urgent]:.3f}")
     return 0
 
 

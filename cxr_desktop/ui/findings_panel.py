@@ -1,55 +1,115 @@
-"""The 14 probabilities as bars with each finding's threshold marked, plus the model and device in use."""
+"""The findings the model reports, as bars with the card's thresholds marked, plus the model and device in use.
+
+Untrained findings are never drawn. Findings trained but not externally validated appear only behind the
+"Research findings" toggle (off by default): greyed, without a threshold tick, never red."""
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QPainter, QPen
-from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QCheckBox, QLabel, QVBoxLayout, QWidget
 
 from cxr_desktop.core.labels import FINDINGS
 
+if TYPE_CHECKING:
+    from cxr_desktop.core.bundle import ModelCard
+
+OVER, UNDER, RESEARCH = QColor(200, 40, 40), QColor(90, 130, 190), QColor(175, 175, 175)
+TEXT, GREY_TEXT = QColor(20, 20, 20), QColor(130, 130, 130)
+RESEARCH_HEADER = "Research only, not externally validated"
+
+
+@dataclass(frozen=True)
+class BarRow:
+    """One drawn bar: ``threshold`` None means no tick; research rows are never red."""
+
+    name: str
+    probability: float | None
+    threshold: float | None
+    research: bool = False
+
+    @property
+    def over(self) -> bool:
+        if self.research or self.probability is None or self.threshold is None:
+            return False
+        return self.probability >= self.threshold
+
 
 class FindingBars(QWidget):
+    ROW_H, LABEL_W = 18, 130
+
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
         self.probabilities: dict[str, float] = {}
         self.thresholds: dict[str, float] = {}
-        self.urgent = "Cardiomegaly"
-        self.setMinimumHeight(18 * len(FINDINGS) + 8)
+        self.shown: list[str] = []  # reported as results
+        self.research: list[str] = []  # trained, not externally validated
+        self.urgent, self.show_research = "", False
+        self._resize()
 
-    def set_values(self, probabilities: dict[str, float], thresholds: dict[str, float]) -> None:
-        self.probabilities, self.thresholds = probabilities, thresholds
+    def set_scope(self, shown: list[str], research: list[str], thresholds: dict[str, float], urgent: str) -> None:
+        """What a model reports: shown findings, research-only ones, the thresholds its card chose."""
+        self.shown, self.research, self.thresholds, self.urgent = list(shown), list(research), thresholds, urgent
+        self._resize()
+
+    def set_values(self, probabilities: dict[str, float]) -> None:
+        self.probabilities = probabilities
+        self.update()
+
+    def set_show_research(self, on: bool) -> None:
+        self.show_research = on
+        self._resize()
+
+    def rows(self) -> list[BarRow]:
+        """The bars to draw, top to bottom (the paint code draws exactly these)."""
+        out = [BarRow(n, self._value(n), self.thresholds.get(n)) for n in self.shown]
+        if self.show_research:
+            out += [BarRow(n, self._value(n), None, research=True) for n in self.research]
+        return out
+
+    def _value(self, name: str) -> float | None:
+        value = self.probabilities.get(name)
+        return None if value is None or math.isnan(value) else value
+
+    def _resize(self) -> None:
+        header = int(self.show_research and bool(self.research))
+        self.setMinimumHeight(self.ROW_H * (len(self.rows()) + header) + 8)
+        self.updateGeometry()
         self.update()
 
     def paintEvent(self, event) -> None:  # noqa: N802
         painter = QPainter(self)
-        label_w, row_h = 130, 18
+        row_h, label_w = self.ROW_H, self.LABEL_W
         bar_w = max(40, self.width() - label_w - 50)
-        for i, name in enumerate(FINDINGS):
-            y = 4 + i * row_h
-            p = self.probabilities.get(name)
-            t = self.thresholds.get(name, 0.5)
-            over = p is not None and p >= t
-            painter.setPen(QColor(20, 20, 20))
+        y, in_research = 4, False
+        for row in self.rows():
+            if row.research and not in_research:  # one header above the research rows
+                in_research = True
+                painter.setPen(GREY_TEXT)
+                painter.drawText(0, y, self.width(), row_h, Qt.AlignmentFlag.AlignVCenter, RESEARCH_HEADER)
+                y += row_h
+            painter.setPen(GREY_TEXT if row.research else TEXT)
             font = painter.font()
-            font.setBold(name == self.urgent)
+            font.setBold(row.name == self.urgent)
+            font.setItalic(row.research)
             painter.setFont(font)
-            painter.drawText(
-                0,
-                y,
-                label_w - 6,
-                row_h,
-                Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter,
-                name.replace("_", " "),
-            )
+            right = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
+            painter.drawText(0, y, label_w - 6, row_h, right, row.name.replace("_", " "))
             painter.fillRect(label_w, y + 3, bar_w, row_h - 6, QColor(235, 235, 235))
-            if p is not None:
-                colour = QColor(200, 40, 40) if over else QColor(90, 130, 190)
-                painter.fillRect(label_w, y + 3, int(bar_w * p), row_h - 6, colour)
-                painter.drawText(label_w + bar_w + 6, y, 44, row_h, Qt.AlignmentFlag.AlignVCenter, f"{p:.2f}")
-            painter.setPen(QPen(QColor(0, 0, 0), 2))
-            x = label_w + int(bar_w * t)
-            painter.drawLine(x, y + 1, x, y + row_h - 1)
+            if row.probability is not None:
+                colour = RESEARCH if row.research else OVER if row.over else UNDER
+                painter.fillRect(label_w, y + 3, int(bar_w * row.probability), row_h - 6, colour)
+                text = f"{row.probability:.2f}"
+                painter.drawText(label_w + bar_w + 6, y, 44, row_h, Qt.AlignmentFlag.AlignVCenter, text)
+            if row.threshold is not None:
+                painter.setPen(QPen(QColor(0, 0, 0), 2))
+                x = label_w + int(bar_w * row.threshold)
+                painter.drawLine(x, y + 1, x, y + row_h - 1)
+            y += row_h
         painter.end()
 
 
@@ -58,13 +118,34 @@ class FindingsPanel(QWidget):
         super().__init__(parent)
         layout = QVBoxLayout(self)
         self.title = QLabel("No study selected")
-        self.title.setWordWrap(True)
         self.bars = FindingBars()
+        self.research_box = QCheckBox("Research findings")
+        self.research_box.setToolTip("Trained but not externally validated: research only, not for clinical use")
+        self.research_box.toggled.connect(self.bars.set_show_research)
+        self.research_box.setVisible(False)
+        self.scope_note = QLabel("")
         self.model_label = QLabel("Model: not loaded")
-        self.model_label.setWordWrap(True)
-        note = QLabel("Bars: probability; black tick: the finding's threshold. Red: at or above threshold.")
-        note.setWordWrap(True)
-        note.setStyleSheet("color: #555; font-size: 11px")
-        for widget in (self.title, self.bars, note, self.model_label):
+        self.note = QLabel("Bars: probability; black tick: the model card's threshold. Red: at or above it.")
+        for label in (self.scope_note, self.note):
+            label.setStyleSheet("color: #555; font-size: 11px")
+        for widget in (self.title, self.bars, self.research_box, self.scope_note, self.note, self.model_label):
             layout.addWidget(widget)
+            if isinstance(widget, QLabel):
+                widget.setWordWrap(True)
         layout.addStretch(1)
+
+    def set_card(self, card: ModelCard, operating_point: str | None = None) -> None:
+        """Take the findings' scope and thresholds from a newly loaded model's card."""
+        research = card.research_findings
+        self.research_box.setChecked(False)
+        self.research_box.setVisible(bool(research))
+        self.bars.set_scope(card.shown_findings, research, card.chosen_thresholds(operating_point), card.urgent_finding)
+        untrained = len(card.untrained_findings)
+        notes = [f"Not trained on {untrained} of the {len(FINDINGS)} findings: not shown."] if untrained else []
+        if card.validated_findings is None:
+            notes.append("This model carries no external validation record.")
+        self.scope_note.setText(" ".join(notes))
+        self.scope_note.setVisible(bool(notes))
+
+    def show_probabilities(self, probabilities: dict[str, float]) -> None:
+        self.bars.set_values(probabilities)

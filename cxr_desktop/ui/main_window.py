@@ -248,11 +248,17 @@ class MainWindow(QMainWindow):
 
     def _model_loaded(self, engine: Engine, description: str) -> None:
         self.engine = engine
+        card = engine.card
+        self.findings.set_card(card, engine.policy.operating_point)
         self.findings.model_label.setText(
-            f"Model: {engine.card.model_id}\nDevice: {engine.device_name}\n"
+            f"Model: {card.model_id}\nDevice: {engine.device_name}\n"
             f"Operating point: {engine.policy.operating_point} "
-            f"(Cardiomegaly ≥ {engine.policy.threshold:.3f})"
+            f"({card.urgent_finding.replace('_', ' ')} ≥ {engine.policy.threshold:.3f})"
         )
+        self.model.set_scope(card.urgent_finding, card.shown_findings)
+        self._dirty = True
+        if self.current is not None:
+            self._show_findings(self.current)
         self.status_label.setText(f"Model {description}")
         self.heatmaps.clear()
 
@@ -344,8 +350,7 @@ class MainWindow(QMainWindow):
         if row.error:
             header += f"<br><span style='color:#a00'>Error: {row.error}</span>"
         self.findings.title.setText(header)
-        thresholds = self.engine.card.thresholds if self.engine else {}
-        self.findings.bars.set_values(row.probabilities, thresholds)
+        self.findings.show_probabilities(row.probabilities)
 
     def _filters_changed(self) -> None:
         self.model.urgent_only = self.urgent_only.isChecked()

@@ -21,6 +21,12 @@ class WorklistModel(QAbstractTableModel):
         self.urgent_only = False
         self.unreviewed_only = False
         self.threshold: float | None = None
+        self.urgent_finding = URGENT_FINDING  # the loaded model's, from its card
+        self.shown_findings: list[str] | None = None  # "Other findings" lists only these (None: all scored)
+
+    def set_scope(self, urgent_finding: str, shown_findings: list[str]) -> None:
+        self.urgent_finding, self.shown_findings = urgent_finding, list(shown_findings)
+        self.headerDataChanged.emit(Qt.Orientation.Horizontal, 1, 1)
 
     def refresh(self) -> None:
         rows = self.worklist.ordered()
@@ -40,7 +46,7 @@ class WorklistModel(QAbstractTableModel):
 
     def headerData(self, section, orientation, role=Qt.ItemDataRole.DisplayRole):  # noqa: N802
         if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
-            return COLUMNS[section]
+            return self.urgent_finding.replace("_", " ") if section == 1 else COLUMNS[section]
         return None
 
     def row_at(self, index: int) -> Row | None:
@@ -55,9 +61,11 @@ class WorklistModel(QAbstractTableModel):
         if column == 0:
             return "URGENT" if row.urgent else ""
         if column == 1:
-            return f"{row.probabilities[URGENT_FINDING]:.2f}" if row.status == DONE else ""
+            score = row.probabilities.get(self.urgent_finding)
+            return f"{score:.2f}" if row.status == DONE and score is not None else ""
         if column == 2:
-            return ", ".join(f"{k.replace('_', ' ')} {v:.2f}" for k, v in row.top_findings(URGENT_FINDING))
+            top = row.top_findings(self.urgent_finding, among=self.shown_findings)
+            return ", ".join(f"{k.replace('_', ' ')} {v:.2f}" for k, v in top)
         if column == 3:
             name = info.patient_name or info.patient_id if info else ""
             return f"[synthetic demo] {name}" if row.synthetic else (name or row.path.name)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path
 
 from cxr_desktop.core.labels import FINDINGS
@@ -27,8 +28,13 @@ def study_fields(
         "view_position": info.view_position if info else "",
         "urgent": "1" if urgent else "0",
     }
-    fields.update({name: f"{probabilities[name]:.6f}" if name in probabilities else "" for name in FINDINGS})
+    fields.update({name: probability_cell(probabilities.get(name)) for name in FINDINGS})
     return fields
+
+
+def probability_cell(value: float | None) -> str:
+    """A probability as written to CSV; empty for a finding without a score (untrained, missing or NaN)."""
+    return "" if value is None or math.isnan(value) else f"{value:.6f}"
 
 
 def export_csv(rows: list[Row], path: Path) -> None:

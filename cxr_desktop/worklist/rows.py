@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -44,8 +46,16 @@ class Row:
     def view_note(self) -> str:
         return AP_NOTE if self.info and self.info.view_position == "AP" else ""
 
-    def top_findings(self, exclude: str, count: int = 2) -> list[tuple[str, float]]:
-        others = [(k, v) for k, v in self.probabilities.items() if k != exclude]
+    def top_findings(
+        self, exclude: str, count: int = 2, among: Collection[str] | None = None
+    ) -> list[tuple[str, float]]:
+        """The highest-scoring findings other than ``exclude`` (only those ``among``, when given); findings
+        without a score (left out or NaN) are skipped."""
+        others = [
+            (k, v)
+            for k, v in self.probabilities.items()
+            if k != exclude and not math.isnan(v) and (among is None or k in among)
+        ]
         return sorted(others, key=lambda kv: -kv[1])[:count]
 
 

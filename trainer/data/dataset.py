@@ -1,5 +1,8 @@
 """Torch dataset over a :class:`SampleTable`: uint8 model-size images (from the cache or decoded on the fly)
-with augmentation seeded by (seed, epoch, position), so a resumed run sees exactly the same batches."""
+with augmentation seeded by (seed, epoch, position), so a resumed run sees exactly the same batches.
+
+The epoch travels with every index (:class:`EpochSampler` yields ``(epoch, position)``): loader workers keep
+their own copy of the dataset, so an epoch stored on the dataset would never reach them."""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ import logging
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Sampler
 
 from cxr_desktop.core.labels import finding_index
 from cxr_desktop.core.preprocess import PreprocessSpec
@@ -47,7 +50,6 @@ class XrayDataset(Dataset):
         self.spec = spec
         self.augment = augment
         self.seed = seed
-        self.epoch = 0
         self.order = np.arange(len(table)) if order is None else order
         self.cache_rows: np.ndarray | None = None
         self.cache = cache
@@ -64,9 +66,6 @@ class XrayDataset(Dataset):
                 raise ValueError(f"{missing} images of this split are not in the cache {cache.root}")
             self.cache_rows = np.asarray(rows, dtype=np.int64)
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
     def __len__(self) -> int:
         return len(self.order)
 
@@ -75,10 +74,40 @@ class XrayDataset(Dataset):
             return np.array(self.cache.array[self.cache_rows[base]])
         return decode_for_training(self.table.paths[base], self.spec)
 
-    def __getitem__(self, position: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``dataset[(epoch, position)]``; a bare position means epoch 0."""
+        epoch, position = key if isinstance(key, tuple) else (0, key)
         base = int(self.order[position])
         img = self.image(base)
         if self.augment is not None:
-            rng = np.random.default_rng([self.seed, self.epoch, position])
+            rng = np.random.default_rng([self.seed, epoch, position])
             img = self.augment(img, rng)
         return torch.from_numpy(np.ascontiguousarray(img)), torch.from_numpy(self.table.labels[base])
+
+
+class EpochSampler(Sampler):
+    """Yields ``(epoch, position)``: a seeded shuffle per epoch (or the positions of a wrapped sampler, e.g. a
+    ``DistributedSampler``), with the epoch attached so that augmentation changes every epoch in any worker."""
+
+    def __init__(self, size: int, seed: int, shuffle: bool = True, base: Sampler | None = None) -> None:
+        self.size, self.seed, self.shuffle, self.base = size, seed, shuffle, base
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        if self.base is not None and hasattr(self.base, "set_epoch"):
+            self.base.set_epoch(epoch)
+
+    def positions(self) -> list[int]:
+        if self.base is not None:
+            return [int(i) for i in self.base]
+        if not self.shuffle:
+            return list(range(self.size))
+        return np.random.default_rng([self.seed, self.epoch]).permutation(self.size).tolist()
+
+    def __iter__(self):
+        epoch = self.epoch
+        return iter([(epoch, position) for position in self.positions()])
+
+    def __len__(self) -> int:
+        return len(self.base) if self.base is not None else self.size
