@@ -23,8 +23,8 @@ from cxr_desktop.inference.engine import BACKENDS, Engine, StudyResult
 from cxr_desktop.studies.nih import nih_study_metadata, read_nih_table
 from cxr_desktop.studies.reader import read_study
 from cxr_desktop.studies.scan import iter_study_files
-from cxr_desktop.studies.study import StudyError
-from cxr_desktop.worklist.export import STUDY_COLUMNS, study_fields
+from cxr_desktop.studies.study import StudyError, is_lateral
+from cxr_desktop.worklist.export import STUDY_COLUMNS, safe_row, study_fields
 
 log = logging.getLogger("cxr_desktop.cli")
 
@@ -53,7 +53,7 @@ def result_row(result: StudyResult, threshold: float) -> dict[str, str]:
     status = "ok" if result.ok else "error"
     row = study_fields(result.path, status, result.error, result.info, result.urgent, result.probabilities)
     row["cardiomegaly_threshold"] = f"{threshold:.6f}"
-    return row
+    return safe_row(row)
 
 
 def write_heatmap(engine: Engine, result: StudyResult, folder: Path, metadata: dict | None) -> None:
@@ -131,11 +131,12 @@ def main(argv: list[str] | None = None) -> int:
         writer = csv.DictWriter(out, fieldnames=COLUMNS)
         writer.writeheader()
         bar = tqdm(total=len(files), unit="study", disable=args.quiet, file=sys.stderr)
-        counts = {"ok": 0, "error": 0, "urgent": 0}
+        counts = {"ok": 0, "error": 0, "urgent": 0, "lateral": 0}
         for result in engine.triage(files, metadata):
             writer.writerow(result_row(result, engine.policy.threshold))
             counts["ok" if result.ok else "error"] += 1
             counts["urgent"] += int(result.urgent)
+            counts["lateral"] += int(result.ok and result.info is not None and is_lateral(result.info.view_position))
             if args.heatmaps and result.urgent:
                 write_heatmap(engine, result, args.heatmaps, (metadata or {}).get(result.path.name))
             bar.update(1)
@@ -144,6 +145,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.out:
             out.close()
     print(f"cxr-triage: {counts['ok']} scored, {counts['urgent']} urgent, {counts['error']} errors", file=sys.stderr)
+    if counts["lateral"]:
+        print(
+            f"cxr-triage: {counts['lateral']} lateral views scored but never flagged urgent: outside the model's "
+            "scope (frontal films)",
+            file=sys.stderr,
+        )
     return 0
 
 

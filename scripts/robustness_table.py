@@ -40,9 +40,20 @@ Other guarantees of the same issue, and the tests that check them:
 | No network access at run time (sockets blocked) | `tests/test_privacy_offline.py` |
 | Logs and messages never contain patient names or IDs | `tests/test_privacy_offline.py` |
 | A file deleted between scan and read; a file the OS refuses to read | `tests/test_bad_inputs.py` |
+| Any exception while reading, decoding or scoring one file becomes that file's error row (CLI and worklist); the next file is scored | `tests/test_hardening.py::test_any_exception_of_a_reader_is_that_files_error` |
+| A FIFO given by name is refused at once (only regular files are opened, with `O_NONBLOCK` and `fstat`) | `tests/test_hardening.py::test_a_fifo_given_by_name_is_refused_without_blocking` |
+| What one file may cost: 256 MB on disk, 64,000,000 decoded pixels, at most 64 KiB after a PNG's IEND, a JPEG's end marker or a DICOM's pixel data | the table below, rows 17-19 and 38-40 |
+| DICOM pixel data whose length is not rows x columns x samples x bits (one pad byte allowed) is refused | `tests/test_hardening.py::test_pixel_data_length_checks` |
+| A lateral view (ViewPosition LL, RL, LATERAL…, or a lateral view code) is scored but never flagged urgent; the row and `cxr-triage`'s stderr say it is outside the model's scope | `tests/test_hardening.py::test_a_lateral_view_is_scored_but_never_urgent` |
+| Text cells starting with `=`, `+`, `-`, `@`, tab or CR get a leading `'` in `cxr-triage` and review-export CSVs; probability cells stay numbers | `tests/test_hardening.py::test_csv_cells_that_start_a_formula_are_neutralised` |
+| A model with non-finite outputs is refused at load (probe batch); non-finite outputs in a batch become error rows; a card `input_size` outside 16-2048 px is refused; weights/ONNX files must be regular files inside the bundle folder | `tests/test_hardening.py` |
+| Reviews are keyed by patient + study + instance (raster: content hash); another patient's file with the same instance UID gets no review and shows "ID clash" | `tests/test_review_store_faults.py` |
+| A damaged review store (not a database, or failing the integrity check at start) is kept as `reviews.sqlite3.damaged-…`, a new one is started with what can be read, and a banner says so; a store that cannot be written runs read-only with a banner and refuses decisions visibly; a lock costs at most 0.1 s and the failed save is shown | `tests/test_review_store_faults.py` |
+| The watched folder reads a file once its size and mtime have settled (1 s), and reads a failed file again when it changes | `tests/test_watch_folder.py` |
 
 Files that are not studies by their name (`.txt`, `.csv`, `.pdf`, …) are skipped by the folder scan and not
-listed; files without an extension are listed only when they carry the DICOM preamble.
+listed; files without an extension are listed only when they carry the DICOM preamble. A FIFO, socket or
+device with a name a study may have is listed with its reason and never opened for reading.
 
 | # | Input | Outcome | Reason shown in the row / CSV |
 |---|---|---|---|
@@ -55,7 +66,7 @@ Two more kinds need a moment in between or another user, so they are checked at 
 | Input | Outcome | Reason |
 |---|---|---|
 | file deleted between the header scan and the pixel read | refused, the next study is scored | file no longer exists |
-| file the operating system refuses to read (EACCES) | refused | cannot read file (Permission denied) |
+| file the operating system refuses to read (EACCES) | refused | permission denied |
 
 The issue listed a 16-bit PNG and an RGBA PNG among the bad inputs. They are valid radiographs in common
 export formats (16-bit gray holds 10-14-bit detector data), so refusing them would lose a study: they are

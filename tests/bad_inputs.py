@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
+import hostile_inputs as hostile
 import numpy as np
 from PIL import Image
 from pydicom.encaps import encapsulate
@@ -208,6 +209,57 @@ CASES: list[Case] = [
         lambda p: _png(p, CHEST),
         "",
         "scored; the name is written with the undecodable bytes escaped",
+    ),  # fmt: skip
+    # round 2 (issue 12): files that used to crash the batch, hang the scan, cost without bound or score wrong
+    Case("DICOM with 3,000 nested sequences", "nested.dcm", hostile.nested_sequences, "nested too deeply"),
+    Case("DICOM with two Rows values", "two_rows.dcm", hostile.rows_with_two_values, "invalid Rows"),
+    Case('DICOM with NumberOfFrames "abc"', "frames_abc.dcm", hostile.frames_not_a_number, "invalid NumberOfFrames"),
+    Case("FIFO (named pipe) without an extension", "pipe", hostile.fifo, "not a regular file: a named pipe"),
+    Case(
+        "PNG followed by 5 GB of zeros (sparse file)",
+        "five_gb.png",
+        lambda p: hostile.png_with_trailing_zeros(p, 5 * 1024),
+        "larger than the 256 MB limit",
+    ),  # fmt: skip
+    Case(
+        "PNG followed by 20 MB of zeros",
+        "trailing.png",
+        lambda p: hostile.png_with_trailing_zeros(p, 20),
+        "after the PNG end chunk",
+    ),  # fmt: skip
+    Case("DICOM followed by 4 MB of zeros", "trailing.dcm", hostile.dicom_with_trailing_zeros, "after the pixel data"),
+    Case(
+        "DICOM whose Columns do not match its pixel data (512 bytes too many)",
+        "sheared.dcm",
+        hostile.columns_changed,
+        "does not match the header",
+    ),  # fmt: skip
+    Case(
+        "CT by SOP Class UID, Modality and BodyPartExamined empty",
+        "ct_by_sop_class.dcm",
+        hostile.ct_by_sop_class,
+        "SOP class CT Image Storage",
+    ),  # fmt: skip
+    Case(
+        "JPEG stored sideways with EXIF orientation 6",
+        "sideways.jpg",
+        hostile.sideways_jpeg,
+        "",
+        "turned upright as its EXIF orientation says, then scored",
+    ),  # fmt: skip
+    Case(
+        "lateral view (ViewPosition LL)",
+        "lateral.dcm",
+        hostile.lateral_dicom,
+        "",
+        "scored but outside the model's scope (frontal films): never flagged urgent, the row says so",
+    ),  # fmt: skip
+    Case(
+        "Patient ID starting with = (CSV injection)",
+        "formula_patient.dcm",
+        lambda p: _dicom(p, patient_id='=HYPERLINK("http://x")'),
+        "",
+        "scored; the CSV cell is written as '=HYPERLINK… (a quote keeps spreadsheets from running it)",
     ),  # fmt: skip
 ]
 

@@ -136,6 +136,7 @@ def test_event_loop_stays_responsive_while_50_studies_are_triaged(qtbot, tmp_pat
     window.open_paths([str(folder)])
     qtbot.waitUntil(lambda: window.worklist.counts()["done"] == 50, timeout=180_000)
     timer.stop()
-    # a frozen GUI thread would show one gap as long as the whole run; scoring happens in workers
-    assert len(gaps) > 20
+    # a frozen GUI thread would show one gap as long as the whole run; scoring happens in workers. The tick
+    # count only shows that the run was observed at all (a fast machine scores the 50 in well under a second)
+    assert len(gaps) >= 5
     assert max(gaps) < 1.0, f"event loop stalled for {max(gaps):.2f} s"

@@ -163,9 +163,11 @@ def _validate_card_fields(card: ModelCard) -> None:
     card.labels = canonical
     _validate_finding_scope(card)
     try:
-        card.spec  # noqa: B018 - validates the preprocessing spec
-    except (TypeError, ValueError) as exc:
+        size = card.spec.input_size  # also validates the preprocessing spec
+    except (TypeError, ValueError, AttributeError) as exc:
         raise BundleFormatError(f"card preprocessing is invalid: {exc}") from None
+    if isinstance(size, bool) or not isinstance(size, int) or not 16 <= size <= 2048:
+        raise BundleFormatError(f"card preprocessing input_size {size!r} is out of range (16 to 2048 px)")
     _validate_operating_points(card)
 
 

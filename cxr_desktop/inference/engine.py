@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import stat
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -17,14 +18,14 @@ import numpy as np
 import torch
 
 from cxr_desktop.core.architectures import cam_target_layer
-from cxr_desktop.core.bundle import LoadedBundle, load_bundle
+from cxr_desktop.core.bundle import BundleFormatError, LoadedBundle, load_bundle
 from cxr_desktop.core.explain import grad_cam, map_to_image
 from cxr_desktop.core.labels import finding_index
 from cxr_desktop.core.preprocess import normalize_input, resize_to_input, to_uint8
 from cxr_desktop.inference.onnx_scorer import OnnxScorer, onnxruntime_available, open_verified
 from cxr_desktop.inference.triage import TriagePolicy
 from cxr_desktop.studies.reader import read_study
-from cxr_desktop.studies.study import StudyError, StudyInfo
+from cxr_desktop.studies.study import StudyError, StudyInfo, is_lateral
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,26 @@ def resolve_device(requested: str = "auto") -> torch.device:
     if requested not in ("cpu",) and not requested.startswith("cuda"):
         raise ValueError(f"unknown device {requested!r}; use auto, cpu or cuda")
     return torch.device(requested)
+
+
+def check_bundle_files(bundle: LoadedBundle) -> None:
+    """The files the card names must be regular files inside the bundle folder: no symbolic link (to a
+    file elsewhere, which someone else may change), no FIFO or device."""
+    folder = bundle.path.resolve()
+    for field_name in ("weights_file", "onnx_file"):
+        name = getattr(bundle.card, field_name)
+        if not name:
+            continue
+        path = bundle.path / name
+        try:
+            status = os.lstat(path)
+        except OSError as exc:
+            raise BundleFormatError(f"{bundle.path}: cannot access {name} ({exc.strerror or exc})") from None
+        if not stat.S_ISREG(status.st_mode) or path.resolve().parent != folder:
+            raise BundleFormatError(
+                f"{bundle.path}: {name} ({field_name}) must be a regular file inside the bundle folder, "
+                "not a symbolic link or a special file"
+            )
 
 
 @dataclass
@@ -65,6 +86,7 @@ class _Prepared:
 
 
 BACKENDS = ("auto", "torch", "onnx")
+NON_FINITE_ERROR = "model output is not finite (NaN or infinite): no score given"
 
 
 class Engine:
@@ -81,6 +103,7 @@ class Engine:
         operating_point: str | None = None,
         backend: str = "auto",
     ) -> None:
+        check_bundle_files(bundle)
         self.bundle = bundle
         self.card = bundle.card
         self.spec = bundle.card.spec
@@ -97,6 +120,20 @@ class Engine:
         self._cam_layer = cam_target_layer(self.card.architecture, self.model)
         self._model_lock = threading.Lock()  # scoring and Grad-CAM may come from different threads
         self._onnx = self._choose_onnx(backend)
+        self._probe()
+
+    def _probe(self) -> None:
+        """Refuse a model whose outputs are not finite (e.g. a NaN in its weights) on a probe batch: a gray
+        ramp and noise, scored by the backend that will score the studies."""
+        size = self.spec.input_size
+        ramp = np.tile(np.linspace(0, 255, size, dtype=np.float32).astype(np.uint8), (size, 1))
+        noise = np.random.default_rng().integers(0, 256, (size, size), dtype=np.uint8)
+        outputs = self.predict_inputs([ramp, noise])
+        if not np.isfinite(outputs).all():
+            raise BundleFormatError(
+                f"{self.bundle.path}: the model gives non-finite outputs (NaN or infinite) on a probe image; "
+                "its weights are damaged"
+            )
 
     def _choose_onnx(self, backend: str) -> OnnxScorer | None:
         if backend not in BACKENDS:
@@ -171,26 +208,31 @@ class Engine:
             return _Prepared(path, study.info, resize_to_input(to_uint8(study.image), self.spec))
         except StudyError as exc:
             return _Prepared(path, error=exc.reason)
-        except (ValueError, MemoryError, OSError) as exc:  # anything a reader did not anticipate
-            log.warning("failed to read %s: %s", path.name, type(exc).__name__)
-            return _Prepared(path, error=f"{type(exc).__name__}: {exc}")
+        except Exception as exc:  # anything a reader or the preprocessing did not anticipate: this file only
+            log.warning("failed to prepare %s: %s", path.name, type(exc).__name__)
+            return _Prepared(path, error=f"cannot prepare image ({type(exc).__name__}: {exc})")
 
     def _results(self, batch: list[_Prepared]) -> list[StudyResult]:
         good = [p for p in batch if not p.error]
         try:
             probs = self.predict_inputs([p.model_input for p in good])
-        except RuntimeError as exc:  # e.g. CUDA out of memory: the rows get the reason, the run goes on
-            log.error("model failed on a batch: %s", exc)
+        except Exception as exc:  # e.g. CUDA out of memory: the rows get the reason, the run goes on
+            log.error("model failed on a batch: %s: %s", type(exc).__name__, exc)
             return [StudyResult(p.path, p.info, error=p.error or f"model failed: {exc}") for p in batch]
         by_path = {id(p): row for p, row in zip(good, probs, strict=True)}
-        results = []
-        for p in batch:
-            if p.error:
-                results.append(StudyResult(p.path, p.info, error=p.error))
-                continue
-            scores = self.reported(by_path[id(p)])
-            results.append(StudyResult(p.path, p.info, scores, self.policy.is_urgent(scores)))
-        return results
+        return [self._result(p, by_path.get(id(p))) for p in batch]
+
+    def _result(self, prepared: _Prepared, output: np.ndarray | None) -> StudyResult:
+        """One file's result: its error, a refusal of non-finite model outputs, or scores and the flag (never
+        urgent for a view outside the model's scope, e.g. a lateral film)."""
+        if prepared.error or output is None:
+            return StudyResult(prepared.path, prepared.info, error=prepared.error or "no model output")
+        if not np.isfinite(output).all():
+            log.error("model output for %s is not finite", prepared.path.name)
+            return StudyResult(prepared.path, prepared.info, error=NON_FINITE_ERROR)
+        scores = self.reported(output)
+        in_scope = prepared.info is None or not is_lateral(prepared.info.view_position)
+        return StudyResult(prepared.path, prepared.info, scores, in_scope and self.policy.is_urgent(scores))
 
     def triage(
         self,

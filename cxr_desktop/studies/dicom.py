@@ -8,27 +8,74 @@ refused with a reason.
 from __future__ import annotations
 
 import logging
+import os
+import struct
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_modality_lut, apply_voi_lut, get_decoder, pixel_array
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEGBaseline8Bit
+from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEGBaseline8Bit
 
-from cxr_desktop.studies.study import LoadedStudy, StudyError, StudyInfo, check_pixels, content_key, unit_range
+from cxr_desktop.studies.dicom_layout import check_pixel_layout
+from cxr_desktop.studies.study import (
+    MAX_PIXELS,
+    LoadedStudy,
+    StudyError,
+    StudyInfo,
+    check_pixels,
+    content_key,
+    open_regular,
+    unit_range,
+)
 
 log = logging.getLogger(__name__)
 
 RADIOGRAPH_MODALITIES = {"CR", "DX", "DR", "RG", "OT", ""}
 CHEST_WORDS = ("CHEST", "THORAX", "LUNG", "TORAX", "THORAC")
-MAX_PIXELS = 64_000_000
+# SOP classes that are never a chest radiograph, whatever Modality and BodyPartExamined say (or when empty)
+_STORAGE = "1.2.840.10008.5.1.4.1.1."
+NOT_RADIOGRAPH_SOP_CLASSES = {
+    _STORAGE + suffix: modality
+    for modality, suffixes in {
+        "CT": ("2", "2.1", "2.2"),
+        "MR": ("4", "4.1", "4.2", "4.3", "4.4"),
+        "US": ("3.1", "6.1", "6.2"),
+        "NM": ("20",),
+        "PET": ("128", "128.1", "130"),
+        "MG": ("1.2", "1.2.1"),
+        "IO": ("1.3", "1.3.1"),
+        "XA": ("12.1", "12.1.1"),
+        "RF": ("12.2", "12.2.1"),
+    }.items()
+    for suffix in suffixes
+}
+SIZE_FIELDS = {"Rows": 0, "Columns": 0, "SamplesPerPixel": 1, "NumberOfFrames": 1, "BitsAllocated": 0}
 
 
 def _text(ds: Dataset, keyword: str) -> str:
     value = ds.get(keyword, "")
     return "" if value is None else str(value).strip()
+
+
+def int_field(path: Path, ds: Dataset, keyword: str, default: int) -> int:
+    """One whole number from the header; a list, text or negative value is refused with the reason."""
+    value = ds.get(keyword, default)
+    if value is None or value == "":
+        return default
+    try:
+        if isinstance(value, pydicom.multival.MultiValue | list | tuple | bytes):
+            raise TypeError("several values")
+        number = int(value)
+    except (TypeError, ValueError, OverflowError):
+        shown = str(value)[:40]
+        raise StudyError(path, f"invalid {keyword} {shown!r} in the header (one whole number expected)") from None
+    if number < 0:
+        raise StudyError(path, f"invalid {keyword} {number} in the header (negative)")
+    return number
 
 
 def _ensure_transfer_syntax(ds: Dataset) -> None:
@@ -43,31 +90,57 @@ def _ensure_transfer_syntax(ds: Dataset) -> None:
         meta.TransferSyntaxUID = ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian
 
 
-def read_dataset(path: Path, with_pixels: bool) -> Dataset:
+def _parse(path: Path, handle: BinaryIO, with_pixels: bool) -> Dataset:
     try:
-        ds = pydicom.dcmread(path, force=True, stop_before_pixels=not with_pixels)
+        ds = pydicom.dcmread(handle, force=True, stop_before_pixels=not with_pixels)
     except InvalidDicomError as exc:
         raise StudyError(path, f"not a readable DICOM file ({exc})") from None
-    except (OSError, EOFError, ValueError, KeyError, TypeError, AttributeError) as exc:
+    except (OSError, EOFError, ValueError, KeyError, TypeError, AttributeError, struct.error) as exc:
         raise StudyError(path, f"not a readable DICOM file ({type(exc).__name__}: {exc})") from None
     if len(ds) == 0 or ("SOPClassUID" not in ds and "Rows" not in ds and "Modality" not in ds):
         raise StudyError(path, "not a DICOM file (no DICOM elements found)")
     return ds
 
 
-def check_is_chest_radiograph(path: Path, ds: Dataset) -> None:
+def read_dataset(path: Path, with_pixels: bool) -> Dataset:
+    """The header, checked (chest radiograph, sizes, pixel-data layout), then with ``with_pixels`` the whole
+    dataset: the checks run on the raw bytes before pydicom parses the pixels or anything after them."""
+    with open_regular(path) as handle:
+        ds = _parse(path, handle, with_pixels=False)
+        sizes = check_is_chest_radiograph(path, ds)
+        check_pixel_layout(path, ds, handle, os.fstat(handle.fileno()).st_size, sizes)
+        if not with_pixels:
+            return ds
+        handle.seek(0)
+        return _parse(path, handle, with_pixels=True)
+
+
+def _check_sop_class(path: Path, ds: Dataset) -> None:
+    meta = getattr(ds, "file_meta", None)
+    for uid in (_text(ds, "SOPClassUID"), str(meta.get("MediaStorageSOPClassUID", "")) if meta else ""):
+        if uid in NOT_RADIOGRAPH_SOP_CLASSES:
+            name = UID(uid).name if UID(uid).is_valid else uid
+            raise StudyError(path, f"not a chest radiograph: SOP class {name} ({NOT_RADIOGRAPH_SOP_CLASSES[uid]})")
+
+
+def check_is_chest_radiograph(path: Path, ds: Dataset) -> dict[str, int]:
+    """Modality, SOP class, body part, frames and size; returns the validated size fields."""
     modality = _text(ds, "Modality").upper()
     if modality not in RADIOGRAPH_MODALITIES:
         raise StudyError(path, f"not a chest radiograph: modality {modality}")
+    _check_sop_class(path, ds)
     body_part = _text(ds, "BodyPartExamined").upper()
     if body_part and not any(word in body_part for word in CHEST_WORDS):
         raise StudyError(path, f"not a chest radiograph: body part {body_part}")
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    sizes = {keyword: int_field(path, ds, keyword, default) for keyword, default in SIZE_FIELDS.items()}
+    frames = sizes["NumberOfFrames"] or 1
     if frames > 1:
         raise StudyError(path, f"multi-frame DICOM ({frames} frames) is not supported")
-    rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+    sizes["NumberOfFrames"] = frames
+    rows, cols = sizes["Rows"], sizes["Columns"]
     if rows * cols > MAX_PIXELS:
         raise StudyError(path, f"image of {cols}x{rows} px is larger than the {MAX_PIXELS:,} px limit")
+    return sizes
 
 
 def dicom_info(path: Path, ds: Dataset) -> StudyInfo:
@@ -83,17 +156,28 @@ def dicom_info(path: Path, ds: Dataset) -> StudyInfo:
         study_time=_text(ds, "StudyTime"),
         accession=_text(ds, "AccessionNumber"),
         modality=_text(ds, "Modality"),
-        view_position=_text(ds, "ViewPosition").upper(),
-        rows=int(ds.get("Rows", 0) or 0),
-        columns=int(ds.get("Columns", 0) or 0),
+        view_position=view_position(ds),
+        rows=int_field(path, ds, "Rows", 0),
+        columns=int_field(path, ds, "Columns", 0),
+        study_uid=_text(ds, "StudyInstanceUID"),
     )
 
 
+def view_position(ds: Dataset) -> str:
+    """ViewPosition, or "LATERAL" when only the view code sequence says the projection is lateral."""
+    view = _text(ds, "ViewPosition").upper()
+    if view:
+        return view
+    for item in ds.get("ViewCodeSequence", None) or []:
+        meaning = str(item.get("CodeMeaning", "")).lower()
+        if "lateral" in meaning and "decubitus" not in meaning and "oblique" not in meaning:
+            return "LATERAL"
+    return ""
+
+
 def read_dicom_header(path: Path) -> StudyInfo:
-    """Header only (no pixel decoding): metadata plus the chest-radiograph checks."""
-    ds = read_dataset(path, with_pixels=False)
-    check_is_chest_radiograph(path, ds)
-    return dicom_info(path, ds)
+    """Header only (no pixel decoding): metadata plus the chest-radiograph and layout checks."""
+    return dicom_info(path, read_dataset(path, with_pixels=False))
 
 
 def _first(value: object) -> float:
@@ -116,7 +200,7 @@ def _to_display(path: Path, ds: Dataset, stored: np.ndarray) -> np.ndarray:
         display = np.clip((values - (center - 0.5)) / (width - 1) + 0.5, 0.0, 1.0)
     elif "VOILUTSequence" in ds:
         display = unit_range(apply_voi_lut(values, ds))
-    elif int(ds.get("BitsStored", 8)) <= 8 and values.min() >= 0 and values.max() <= 255:
+    elif int_field(path, ds, "BitsStored", 8) <= 8 and values.min() >= 0 and values.max() <= 255:
         display = values / 255.0
     else:
         display = unit_range(values)
@@ -138,12 +222,11 @@ def _decode(ds: Dataset) -> np.ndarray:
 def read_dicom(path: Path) -> LoadedStudy:
     """Decode one DICOM chest radiograph to a float32 [0, 1] display-polarity image."""
     ds = read_dataset(path, with_pixels=True)
-    check_is_chest_radiograph(path, ds)
     info = dicom_info(path, ds)
     if "PixelData" not in ds:
         raise StudyError(path, "DICOM has no pixel data")
     photometric = _text(ds, "PhotometricInterpretation").upper()
-    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    samples = int_field(path, ds, "SamplesPerPixel", 1) or 1
     if photometric not in ("MONOCHROME1", "MONOCHROME2", "RGB", "YBR_FULL", "YBR_FULL_422"):
         raise StudyError(path, f"unsupported photometric interpretation {photometric or '(none)'}")
     if photometric.startswith("MONOCHROME") and samples != 1:

@@ -1,68 +1,169 @@
-"""PNG and JPEG images of any depth and channel count -> one gray display-polarity image."""
+"""PNG and JPEG images of any depth and channel count -> one gray display-polarity image.
+
+The file is read once, through :func:`open_regular` (regular files within the size cap only); a PNG is read
+only up to its end chunk and refused when much follows it, a JPEG when its end marker is not near the end of
+the file. EXIF orientation is applied, as every viewer does.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import io
 import logging
+import os
+import struct
 import warnings
 from pathlib import Path
+from typing import BinaryIO
 
 import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from cxr_desktop.studies.study import LoadedStudy, StudyError, StudyInfo, check_pixels, content_key, unit_range
+from cxr_desktop.studies.study import (
+    MAX_PIXELS,
+    LoadedStudy,
+    StudyError,
+    StudyInfo,
+    check_pixels,
+    open_regular,
+    unit_range,
+)
 
 log = logging.getLogger(__name__)
 
 RASTER_SUFFIXES = {".png", ".jpg", ".jpeg"}
-MAX_PIXELS = 64_000_000  # decompression-bomb guard: a 1024^2 radiograph is 1 M px, a 4300^2 detector 18 M px
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+JPEG_END = b"\xff\xd9"
+TRAILING_TOLERANCE = 64 * 1024  # bytes after the image's end marker that are accepted
+MAX_PNG_CHUNKS = 1_000_000
+EXIF_ORIENTATION = 0x0112
 
 
-def _header_size(path: Path) -> tuple[int, int, str]:
-    """(width, height, mode) from the file header without decoding the pixels."""
+def _png_end(path: Path, handle: BinaryIO, size: int) -> int | None:
+    """Offset just after the IEND chunk, found by walking the chunk headers (seeks, no data read); None
+    when the chunks run out first (a truncated file: the decoder says so)."""
+    pos = len(PNG_SIGNATURE)
+    for _ in range(MAX_PNG_CHUNKS):
+        handle.seek(pos)
+        head = handle.read(8)
+        if len(head) < 8:
+            return None
+        length, kind = struct.unpack(">I4s", head)
+        pos += 12 + length
+        if kind == b"IEND":
+            return pos if pos <= size else None
+    raise StudyError(path, f"PNG has more than {MAX_PNG_CHUNKS:,} chunks")
+
+
+def read_image_bytes(path: Path) -> bytes:
+    """The bytes of the image, refusing trailing data past the end marker beyond the tolerance."""
+    with open_regular(path) as handle:
+        size = os.fstat(handle.fileno()).st_size
+        if handle.read(len(PNG_SIGNATURE)) == PNG_SIGNATURE:
+            end = _png_end(path, handle, size)
+            if end is not None:
+                _refuse_trailing(path, size - end, "the PNG end chunk (IEND)")
+                size = end
+        elif size > TRAILING_TOLERANCE:
+            handle.seek(0)
+            if handle.read(2) == b"\xff\xd8":  # a JPEG: its end marker must be near the end of the file
+                handle.seek(size - TRAILING_TOLERANCE)
+                if JPEG_END not in handle.read():
+                    _refuse_trailing(path, size, "a JPEG end marker")
+        handle.seek(0)
+        return handle.read(size)
+
+
+def _refuse_trailing(path: Path, extra: int, marker: str) -> None:
+    if extra > TRAILING_TOLERANCE:
+        raise StudyError(
+            path, f"{extra:,} bytes of unexpected data after {marker} (at most {TRAILING_TOLERANCE:,} are read)"
+        )
+
+
+def _orientation(img: Image.Image) -> int:
+    """EXIF orientation 1-8 (1 when absent or invalid). A PNG's EXIF is used only when its chunk comes
+    before the pixels: looking further would decode the whole image."""
+    if img.format not in ("JPEG", "MPO") and "exif" not in img.info:
+        return 1
+    try:
+        value = int(img.getexif().get(EXIF_ORIENTATION, 1) or 1)
+    except (TypeError, ValueError) as exc:
+        log.warning("ignoring an unreadable EXIF orientation (%s)", type(exc).__name__)
+        return 1
+    return value if 1 <= value <= 8 else 1
+
+
+def _header(path: Path, data: bytes) -> tuple[int, int, str, int]:
+    """(width, height, mode, EXIF orientation) from the header without decoding the pixels."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
+            with Image.open(io.BytesIO(data)) as img:
                 if img.format not in ("PNG", "JPEG", "MPO"):
                     raise StudyError(path, f"file holds {img.format} data, not PNG or JPEG")
-                return img.width, img.height, img.mode
+                return img.width, img.height, img.mode, _orientation(img)
     except (Image.DecompressionBombWarning, Image.DecompressionBombError):
-        raise StudyError(path, "image dimensions exceed the decompression-bomb limit") from None
+        raise StudyError(
+            path, f"image dimensions exceed the decompression-bomb limit ({Image.MAX_IMAGE_PIXELS:,} px)"
+        ) from None
     except UnidentifiedImageError:
         raise StudyError(path, "not a readable PNG or JPEG image") from None
-    except (OSError, SyntaxError, ValueError) as exc:
+    except (OSError, SyntaxError, ValueError, struct.error) as exc:
         raise StudyError(path, f"not a readable PNG or JPEG image ({exc})") from None
 
 
-def read_raster_header(path: Path, metadata: dict[str, str] | None = None) -> StudyInfo:
-    """Size and identity of a PNG/JPEG; ``metadata`` (e.g. from the NIH CSV) fills patient and view."""
-    width, height, mode = _header_size(path)
+def _info(path: Path, data: bytes, metadata: dict[str, str] | None) -> tuple[StudyInfo, int]:
+    width, height, mode, orientation = _header(path, data)
     if width * height > MAX_PIXELS:
         raise StudyError(path, f"image of {width}x{height} px is larger than the {MAX_PIXELS:,} px limit")
+    if orientation >= 5:  # stored sideways: shown (and scored) with width and height swapped
+        width, height = height, width
     meta = metadata or {}
-    return StudyInfo(
+    info = StudyInfo(
         path=path,
         kind="raster",
-        study_key=content_key(path),
+        study_key="sha1:" + hashlib.sha1(data).hexdigest(),
         patient_id=meta.get("patient_id", ""),
         view_position=meta.get("view_position", "").upper(),
         modality=meta.get("modality", ""),
         rows=height,
         columns=width,
-        extra={"mode": mode},
+        extra={"mode": mode, **({"exif_orientation": str(orientation)} if orientation != 1 else {})},
     )
+    return info, orientation
 
 
-def decode_gray(path: Path) -> np.ndarray:
+def read_raster_header(path: Path, metadata: dict[str, str] | None = None) -> StudyInfo:
+    """Size and identity of a PNG/JPEG; ``metadata`` (e.g. from the NIH CSV) fills patient and view."""
+    return _info(path, read_image_bytes(path), metadata)[0]
+
+
+def apply_orientation(image: np.ndarray, orientation: int) -> np.ndarray:
+    """The stored image turned as EXIF orientation ``orientation`` (1-8) says a viewer must show it."""
+    turns = {
+        2: lambda a: a[:, ::-1],
+        3: lambda a: a[::-1, ::-1],
+        4: lambda a: a[::-1, :],
+        5: lambda a: a.T,
+        6: lambda a: np.rot90(a, k=-1),
+        7: lambda a: a.T[::-1, ::-1],
+        8: lambda a: np.rot90(a, k=1),
+    }
+    turn = turns.get(orientation)
+    return image if turn is None else np.ascontiguousarray(turn(image))
+
+
+def decode_gray(path: Path, data: bytes | None = None) -> np.ndarray:
     """Decode to a 2-D uint8 or uint16 gray array (RGB/RGBA converted by luminance, alpha dropped)."""
-    try:
-        raw = np.fromfile(path, dtype=np.uint8)
-    except OSError as exc:
-        raise StudyError(path, f"cannot read file ({exc.strerror or exc})") from None
+    raw = np.frombuffer(read_image_bytes(path) if data is None else data, dtype=np.uint8)
     if raw.size == 0:
         raise StudyError(path, "file is empty (0 bytes)")
-    image = cv2.imdecode(raw, cv2.IMREAD_UNCHANGED)
+    try:
+        image = cv2.imdecode(raw, cv2.IMREAD_UNCHANGED)
+    except cv2.error as exc:
+        raise StudyError(path, f"image data could not be decoded ({str(exc).strip().splitlines()[-1]})") from None
     if image is None:
         raise StudyError(path, "image data is corrupt or truncated and could not be decoded")
     if image.ndim == 3:
@@ -81,8 +182,9 @@ def decode_gray(path: Path) -> np.ndarray:
 
 
 def read_raster(path: Path, metadata: dict[str, str] | None = None) -> LoadedStudy:
-    info = read_raster_header(path, metadata)
-    image = check_pixels(path, decode_gray(path))
+    data = read_image_bytes(path)
+    info, orientation = _info(path, data, metadata)
+    image = check_pixels(path, apply_orientation(decode_gray(path, data), orientation))
     if image.dtype == np.uint16:
         # 16-bit PNGs often hold 10-14 bit data: stretch the stored range for display
         image = unit_range(image)

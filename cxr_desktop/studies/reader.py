@@ -1,23 +1,42 @@
 """One entry point for any study file: picks the DICOM or raster reader and turns every failure into a
-:class:`StudyError` with a reason."""
+:class:`StudyError` with a reason. Only regular files within the size cap are opened."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from cxr_desktop.studies.raster import RASTER_SUFFIXES, read_raster, read_raster_header
-from cxr_desktop.studies.study import LoadedStudy, StudyError, StudyInfo
+from cxr_desktop.studies.study import (
+    LoadedStudy,
+    StudyError,
+    StudyInfo,
+    check_regular,
+    open_regular,
+    special_kind,
+)
+
+log = logging.getLogger(__name__)
 
 DICOM_SUFFIXES = {".dcm", ".dicom", ".dic"}
+T = TypeVar("T")
 
 
 def has_dicom_preamble(path: Path) -> bool:
     try:
-        with open(path, "rb") as handle:
+        with open_regular(path) as handle:
             handle.seek(128)
             return handle.read(4) == b"DICM"
-    except OSError:
+    except (OSError, StudyError):
         return False
+
+
+def candidate_name(path: Path) -> bool:
+    """A name a study file may have: a DICOM or raster suffix, none, ``.ima`` or a number."""
+    suffix = path.suffix.lower()
+    return suffix in DICOM_SUFFIXES or suffix in RASTER_SUFFIXES or suffix in ("", ".ima") or suffix[1:].isdigit()
 
 
 def study_kind(path: Path) -> str | None:
@@ -27,54 +46,75 @@ def study_kind(path: Path) -> str | None:
         return "dicom"
     if suffix in RASTER_SUFFIXES:
         return "raster"
-    if suffix in ("", ".ima") or suffix[1:].isdigit():
+    if candidate_name(path):
         return "dicom" if has_dicom_preamble(path) else None
     return None
 
 
 def _guard(path: Path) -> str:
-    kind = study_kind(path)
-    if kind is None:
-        raise StudyError(path, "not a DICOM, PNG or JPEG file")
     try:
-        if path.stat().st_size == 0:
-            raise StudyError(path, "file is empty (0 bytes)")
+        status = path.stat()
     except FileNotFoundError:
         raise StudyError(path, "file no longer exists") from None
     except OSError as exc:
         raise StudyError(path, f"cannot access file ({exc.strerror or exc})") from None
+    special = special_kind(status.st_mode)
+    if special:
+        raise StudyError(path, f"not a regular file: {special}")
+    kind = study_kind(path)
+    if kind is None:
+        raise StudyError(path, "not a DICOM, PNG or JPEG file")
+    if status.st_size == 0:
+        raise StudyError(path, "file is empty (0 bytes)")
+    check_regular(path, status)  # the size cap
     return kind
+
+
+def _guarded(path: Path, read: Callable[[], T]) -> T:
+    """Run one reader; every exception becomes this file's StudyError (nothing escapes to end a batch)."""
+    try:
+        return read()
+    except StudyError:
+        raise
+    except PermissionError:
+        raise StudyError(path, "permission denied") from None
+    except FileNotFoundError:
+        raise StudyError(path, "file no longer exists") from None
+    except MemoryError:
+        raise StudyError(path, "image too large to decode in memory") from None
+    except OSError as exc:
+        raise StudyError(path, f"cannot read file ({exc.strerror or exc})") from None
+    except RecursionError:
+        log.warning("%s: structure nested too deeply to read", path.name)
+        raise StudyError(path, "file structure is nested too deeply to read (RecursionError)") from None
+    except Exception as exc:  # a reader's bug or a library's surprise: this file's error, never the batch's
+        log.warning("%s: unexpected %s while reading", path.name, type(exc).__name__)
+        raise StudyError(path, f"cannot read file ({type(exc).__name__}: {exc})") from None
 
 
 def read_header(path: Path, metadata: dict[str, str] | None = None) -> StudyInfo:
     """Metadata and the suitability checks, without decoding pixels."""
     path = Path(path)
-    kind = _guard(path)
-    try:
-        if kind == "dicom":
+
+    def read() -> StudyInfo:
+        if _guard(path) == "dicom":
             from cxr_desktop.studies.dicom import read_dicom_header  # pydicom loads only when a DICOM comes
 
             return read_dicom_header(path)
         return read_raster_header(path, metadata)
-    except PermissionError:
-        raise StudyError(path, "permission denied") from None
-    except OSError as exc:
-        raise StudyError(path, f"cannot read file ({exc.strerror or exc})") from None
+
+    return _guarded(path, read)
 
 
 def read_study(path: Path, metadata: dict[str, str] | None = None) -> LoadedStudy:
     """Decode one study to a gray display-polarity image, or raise StudyError with the reason."""
     path = Path(path)
-    kind = _guard(path)
-    try:
-        if kind == "dicom":
+
+    def read() -> LoadedStudy:
+        if _guard(path) == "dicom":
             from cxr_desktop.studies.dicom import read_dicom
 
             return read_dicom(path)
         return read_raster(path, metadata)
-    except PermissionError:
-        raise StudyError(path, "permission denied") from None
-    except MemoryError:
-        raise StudyError(path, "image too large to decode in memory") from None
-    except OSError as exc:
-        raise StudyError(path, f"cannot read file ({exc.strerror or exc})") from None
+
+    return _guarded(path, read)

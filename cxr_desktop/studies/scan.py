@@ -8,8 +8,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cxr_desktop.studies.reader import read_header, study_kind
-from cxr_desktop.studies.study import StudyError, StudyInfo
+from cxr_desktop.studies.reader import candidate_name, read_header, study_kind
+from cxr_desktop.studies.study import StudyError, StudyInfo, special_kind
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +35,20 @@ def iter_study_files(paths: Iterable[str | Path]) -> Iterator[Path]:
             dirs.sort()
             for name in sorted(files):
                 path = Path(folder) / name
-                if study_kind(path) is not None:
+                if _listed(path):
                     yield path
+
+
+def _listed(path: Path) -> bool:
+    """A study by its name or preamble; also a FIFO, socket or device with a name a study may have, so that
+    it is listed with its reason (it is never opened: reading a FIFO would block the scan for ever)."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:  # a dangling link or a loop: listed by its name, the reader gives the reason
+        return study_kind(path) is not None
+    if special_kind(mode):
+        return candidate_name(path)
+    return study_kind(path) is not None
 
 
 def scan(
@@ -52,7 +64,7 @@ def scan(
     for count, path in enumerate(iter_study_files(paths), start=1):
         try:
             result.studies.append(read_header(path, (metadata or {}).get(path.name)))
-        except StudyError as exc:
+        except StudyError as exc:  # read_header turns every failure into one
             result.errors.append(exc)
         if progress is not None:
             progress(count)

@@ -3,12 +3,26 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
 MIN_SIDE = 32  # smaller images cannot be a radiograph worth scoring
+# what one file may cost: a 4300^2 16-bit detector image is ~37 MB uncompressed, a 64 M px one 128 MB
+MAX_FILE_BYTES = 256 * 1024 * 1024
+MAX_PIXELS = 64_000_000  # decoded pixels; a 1024^2 radiograph is 1 M px, a 4300^2 detector 18 M px
+LATERAL_VIEWS = {"LL", "RL", "LAT", "LATERAL", "LEFT LATERAL", "RIGHT LATERAL", "XTABLE LATERAL"}
+_SPECIAL_KINDS = (
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISDIR, "a folder"),
+)
 
 
 class StudyError(Exception):
@@ -37,6 +51,7 @@ class StudyInfo:
     rows: int = 0
     columns: int = 0
     extra: dict[str, str] = field(default_factory=dict)
+    study_uid: str = ""  # DICOM Study Instance UID ("" for raster files)
 
 
 @dataclass
@@ -60,10 +75,53 @@ def check_pixels(path: Path, image: np.ndarray) -> np.ndarray:
     return image
 
 
+def special_kind(mode: int) -> str:
+    """What a file that is not a regular file is, in words ("" for a regular file)."""
+    if stat.S_ISREG(mode):
+        return ""
+    return next((words for test, words in _SPECIAL_KINDS if test(mode)), "not a regular file")
+
+
+def check_regular(path: Path, status: os.stat_result) -> None:
+    """Refuse anything but a regular file (a FIFO would block the reader forever) and files over the cap."""
+    kind = special_kind(status.st_mode)
+    if kind:
+        raise StudyError(path, f"not a regular file: {kind}")
+    if status.st_size > MAX_FILE_BYTES:
+        raise StudyError(
+            path, f"file of {status.st_size / 2**20:,.0f} MB is larger than the {MAX_FILE_BYTES / 2**20:,.0f} MB limit"
+        )
+
+
+def open_regular(path: Path) -> BinaryIO:
+    """Open ``path`` for reading only if it is a regular file within the size cap (checked on the open file,
+    so a file swapped for a FIFO after the scan cannot block: the open itself does not wait)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    try:
+        check_regular(path, os.fstat(fd))
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_bytes(path: Path) -> bytes:
+    """The whole file, through :func:`open_regular`."""
+    with open_regular(path) as handle:
+        return handle.read()
+
+
+def is_lateral(view_position: str) -> bool:
+    """A lateral projection: outside the scope of a model trained on frontal (PA/AP) films."""
+    return view_position.strip().upper() in LATERAL_VIEWS
+
+
 def content_key(path: Path) -> str:
     """A stable study key from the file's bytes, for files without a SOP Instance UID."""
     digest = hashlib.sha1()
-    with open(path, "rb") as handle:
+    with open_regular(path) as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return "sha1:" + digest.hexdigest()

@@ -6,13 +6,12 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QFileSystemWatcher, QItemSelectionModel, Qt, QThread, QTimer, Signal
+from PySide6.QtCore import QItemSelectionModel, Qt, QThread, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
     QComboBox,
-    QFileDialog,
     QHBoxLayout,
     QLabel,
     QLineEdit,
@@ -28,14 +27,17 @@ from PySide6.QtWidgets import (
 )
 
 from cxr_desktop.studies.windowing import PRESETS
+from cxr_desktop.ui.banner import Banner
+from cxr_desktop.ui.file_actions import FileActions
 from cxr_desktop.ui.findings_panel import FindingsPanel
+from cxr_desktop.ui.folder_watch import FolderWatch
 from cxr_desktop.ui.heatmap_cache import HeatmapCache
 from cxr_desktop.ui.image_view import ImageView
 from cxr_desktop.ui.worker import HeatmapWorker, ImageLoader, TriageWorker
 from cxr_desktop.ui.worklist_model import WorklistModel
 from cxr_desktop.worklist.export import export_csv
-from cxr_desktop.worklist.reviews import ReviewStore
-from cxr_desktop.worklist.rows import DONE, Row, Worklist
+from cxr_desktop.worklist.reviews import ReviewStore, ReviewStoreError
+from cxr_desktop.worklist.rows import DONE, STORE_COLLISION_NOTE, Row, Worklist
 
 if TYPE_CHECKING:  # the engine (and PyTorch) load in the worker thread, after the window is shown
     from cxr_desktop.inference.engine import Engine, StudyResult
@@ -45,9 +47,10 @@ log = logging.getLogger(__name__)
 PRECOMPUTED_MAPS = 16  # urgent studies whose Grad-CAM is computed ahead, from the top of the list
 
 
-class MainWindow(QMainWindow):
+class MainWindow(FileActions, QMainWindow):
     request_model = Signal(str, str)
     request_open = Signal(list)
+    request_rescan = Signal(list)  # watched folders or files that changed
     request_image = Signal(str)  # path to show in the viewer
     request_heatmap = Signal(str, bool)  # path, at the front of the Grad-CAM queue
 
@@ -66,11 +69,13 @@ class MainWindow(QMainWindow):
         self.model = WorklistModel(self.worklist, self)
         self.heatmaps = HeatmapCache(limit=PRECOMPUTED_MAPS * 2)
         self.current: Row | None = None
-        self.watched: list[str] = []
         self.setWindowTitle("CXR Triage" + (" — SYNTHETIC DEMO (not patient data)" if synthetic else ""))
         self.resize(1400, 860)
         self.setAcceptDrops(True)
         self._build_ui()
+        self.banner.say(store.notice)
+        if store.read_only:
+            self.banner.set_permanent("Read-only review store: decisions and comments cannot be saved.")
         self._start_workers()
         self._dirty = False
         self._timer = QTimer(self, interval=200, timeout=self._refresh_if_dirty)
@@ -99,7 +104,7 @@ class MainWindow(QMainWindow):
             bar.addWidget(box)
         self.urgent_only.toggled.connect(self._filters_changed)
         self.unreviewed_only.toggled.connect(self._filters_changed)
-        self.hot_folder.toggled.connect(self._watch_changed)
+        self.hot_folder.toggled.connect(lambda on: self.folder_watch.set(on))
         bar.addSeparator()
         bar.addWidget(QLabel(" Max wait (min): "))
         self.max_wait = QSpinBox(minimum=1, maximum=24 * 60, value=int(self.worklist.max_wait_s / 60))
@@ -144,7 +149,7 @@ class MainWindow(QMainWindow):
         right_layout.addWidget(self.comment)
         self.findings = FindingsPanel()
         split = QSplitter()
-        split.addWidget(self.table)
+        split.addWidget(self._with_banner(self.table))
         split.addWidget(right)
         split.addWidget(self.findings)
         split.setSizes([620, 560, 300])
@@ -154,6 +159,20 @@ class MainWindow(QMainWindow):
         self.status_label = QLabel("")
         self.statusBar().addPermanentWidget(self.status_label, 1)
         self.statusBar().addPermanentWidget(self.progress)
+        self._add_shortcuts()
+        self.folder_watch = FolderWatch(self.request_rescan.emit, self)
+
+    def _with_banner(self, table: QWidget) -> QWidget:
+        """The worklist under the banner that shows review-store faults and failed saves."""
+        self.banner = Banner()
+        left = QWidget()
+        layout = QVBoxLayout(left)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.banner)
+        layout.addWidget(table, 1)
+        return left
+
+    def _add_shortcuts(self) -> None:
         keys = {
             "H": self.heatmap_box.toggle,
             "C": lambda: self.review("confirmed"),
@@ -165,8 +184,6 @@ class MainWindow(QMainWindow):
         }
         for key, slot in keys.items():
             QShortcut(QKeySequence(key), self, activated=slot)
-        self.watcher = QFileSystemWatcher(self)
-        self.watcher.directoryChanged.connect(lambda folder: self.request_open.emit([folder]))
 
     def _start_workers(self) -> None:
         self.worker_thread, self.heat_thread, self.image_thread = QThread(self), QThread(self), QThread(self)
@@ -177,6 +194,7 @@ class MainWindow(QMainWindow):
         self.images.moveToThread(self.image_thread)
         self.request_model.connect(self.worker.load_model)
         self.request_open.connect(self.worker.open_paths)
+        self.request_rescan.connect(self.worker.rescan)
         self.request_image.connect(self.images.load)
         self.request_heatmap.connect(self.heat.compute)
         self.worker.model_loaded.connect(self.heat.set_engine)
@@ -197,32 +215,16 @@ class MainWindow(QMainWindow):
 
     def open_paths(self, paths: list[str]) -> None:
         folders = [p for p in paths if Path(p).is_dir()]
-        self.watched = folders or self.watched
-        self._watch_changed(self.hot_folder.isChecked())
+        self.folder_watch.set(self.hot_folder.isChecked(), folders)
         self.request_open.emit([str(p) for p in paths])
 
-    def choose_folder(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Open a folder of studies")
-        if folder:
-            self.open_paths([folder])
-
-    def choose_files(self) -> None:
-        files, _ = QFileDialog.getOpenFileNames(self, "Open studies", "", "Studies (*.dcm *.png *.jpg *.jpeg);;All (*)")
-        if files:
-            self.open_paths(files)
-
-    def choose_model(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Open a model bundle folder")
-        if folder:
-            self.request_model.emit(folder, self.device_box.currentText())
-
-    def choose_export(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Export worklist", "worklist.csv", "CSV (*.csv)")
-        if path:
-            self.export(Path(path))
-
     def export(self, path: Path) -> None:
-        export_csv(self.worklist.ordered(), path)
+        try:
+            export_csv(self.worklist.ordered(), path)
+        except OSError as exc:
+            log.error("export failed: %s", exc)
+            self.banner.say(f"Export to {path} failed: {exc.strerror or exc}")
+            return
         self.statusBar().showMessage(f"Exported {len(self.worklist.rows)} studies to {path}", 8000)
 
     def review(self, decision: str) -> None:
@@ -231,18 +233,29 @@ class MainWindow(QMainWindow):
             return
         if row.review.decision == decision:
             decision = ""  # pressing again undoes
-        self.store.set(row.key, decision, row.review.comment)  # durable before the screen says so
-        row.review.decision = decision
-        self._dirty = True
+        if self._save(row, decision, row.review.comment):  # durable before the screen says so
+            row.review.decision = decision
+            self._dirty = True
 
     def _save_comment(self) -> None:
         row = self.current
         if row is None or row.info is None:
             return
-        self.store.set(row.key, row.review.decision, self.comment.text())
-        row.review.comment = self.comment.text()
-        self._dirty = True
-        self.statusBar().showMessage("Comment saved", 3000)
+        if self._save(row, row.review.decision, self.comment.text()):
+            row.review.comment = self.comment.text()
+            self._dirty = True
+            self.statusBar().showMessage("Comment saved", 3000)
+
+    def _save(self, row: Row, decision: str, comment: str) -> bool:
+        """Store one decision; a failure (read-only, locked, damaged store) is shown and nothing changes."""
+        try:
+            self.store.set(row.review_id, decision, comment)
+        except ReviewStoreError as exc:
+            message = f"{row.path.name}: {exc}"
+            self.banner.say(message)
+            self.statusBar().showMessage(message, 15000)
+            return False
+        return True
 
     # -- worker results ------------------------------------------------------------------------------
 
@@ -269,15 +282,27 @@ class MainWindow(QMainWindow):
             self.status_label.setText(message + " — studies stay queued; open a model bundle (Open model…).")
 
     def _scanned(self, items: list) -> None:
-        added = [self.worklist.add(path, info, error, synthetic=self.synthetic) for path, info, error in items]
-        added = [row for row in added if row is not None and row.info is not None]
-        reviews = self.store.get_many([row.key for row in added])
+        added = [
+            self.worklist.add(path, info, error, synthetic=self.synthetic) or self.worklist.requeue(path, info, error)
+            for path, info, error in items
+        ]
+        self.folder_watch.watch_failed(row.path for row in added if row.error)
+        added = [row for row in added if row.info is not None]
+        try:
+            reviews, collisions = self.store.load([row.review_id for row in added])
+        except ReviewStoreError as exc:
+            reviews, collisions = {}, set()
+            self.banner.say(f"Earlier reviews could not be read: {exc}")
         for row in added:
             row.review = reviews.get(row.key, row.review)
+            if row.key in collisions and not row.collision:
+                row.collision = STORE_COLLISION_NOTE
         self._dirty = True
 
     def _result(self, result: StudyResult) -> None:
         row = self.worklist.apply(result)
+        if row is not None and row.error:
+            self.folder_watch.watch_failed([row.path])
         if row is self.current:
             self._show_findings(row)
         self._dirty = True
@@ -345,8 +370,8 @@ class MainWindow(QMainWindow):
 
     def _show_findings(self, row: Row) -> None:
         header = f"<b>{row.path.name}</b>"
-        if row.view_note:
-            header += f"<br><span style='color:#a00'>⚠ {row.view_note}</span>"
+        for warning in row.warnings:
+            header += f"<br><span style='color:#a00'>⚠ {warning}</span>"
         if row.error:
             header += f"<br><span style='color:#a00'>Error: {row.error}</span>"
         self.findings.title.setText(header)
@@ -357,25 +382,9 @@ class MainWindow(QMainWindow):
         self.model.unreviewed_only = self.unreviewed_only.isChecked()
         self._dirty = True
 
-    def _watch_changed(self, on: bool) -> None:
-        if self.watcher.directories():
-            self.watcher.removePaths(self.watcher.directories())
-        if on and self.watched:
-            self.watcher.addPaths(self.watched)
-
     def _max_wait_changed(self, minutes: int) -> None:
         self.worklist.max_wait_s = minutes * 60.0
         self._dirty = True
-
-    def dragEnterEvent(self, event) -> None:  # noqa: N802
-        if event.mimeData().hasUrls():
-            event.acceptProposedAction()
-
-    def dropEvent(self, event) -> None:  # noqa: N802
-        paths = [url.toLocalFile() for url in event.mimeData().urls() if url.isLocalFile()]
-        if paths:
-            self.open_paths(paths)
-            event.acceptProposedAction()
 
     def _device_changed(self, device: str) -> None:
         if self.engine is not None:

@@ -35,6 +35,10 @@ class TriageWorker(QObject):
         self.engine: Engine | None = None
         self._pending: list[Path] = []
         self._seen: set[Path] = set()
+        self._stamps: dict[Path, tuple[int, int] | None] = {}  # (size, mtime) when the file was read
+        self._failed: set[Path] = set()  # read or scored with an error: read again once it has changed
+        self._sightings: dict[Path, tuple[int, int] | None] = {}  # watched files waiting to settle
+        self._recheck_due = False
         self._done = 0
         self._total = 0
         self.busy = False  # read by the Grad-CAM worker to keep its warm-up out of the way
@@ -66,18 +70,46 @@ class TriageWorker(QObject):
     def open_paths(self, paths: list[str]) -> None:
         self._run_busy(lambda: self._open(paths))
 
-    def _open(self, paths: list[str]) -> None:
+    @Slot(list)
+    def rescan(self, paths: list[str]) -> None:
+        """From the folder watcher: new files once they have settled, and failed files that changed since."""
+        self._run_busy(lambda: self._open(paths, watched=True))
+
+    def _wanted(self, path: Path, watched: bool) -> bool:
+        """Read ``path`` now? A watched file is read only when its size and mtime are the same as at the
+        previous look, at least ``SETTLE_MS`` ago (a file still being copied is not read half-written)."""
+        stamp = _stamp(path)
+        if path in self._seen and not (watched and path in self._failed and stamp != self._stamps.get(path)):
+            return False
+        if watched and self._sightings.get(path, ()) != stamp:
+            self._sightings[path] = stamp
+            if not self._recheck_due:
+                self._recheck_due = True
+                QTimer.singleShot(SETTLE_MS, self._recheck)
+            return False
+        self._sightings.pop(path, None)
+        self._seen.add(path)
+        self._stamps[path] = stamp
+        self._failed.discard(path)
+        return True
+
+    def _recheck(self) -> None:
+        self._recheck_due = False
+        if self._sightings:
+            self.rescan([str(path) for path in self._sightings])
+
+    def _open(self, paths: list[str], watched: bool = False) -> None:
         """Headers first (queued rows appear at once), then scoring in batches."""
         new: list[tuple[Path, object, str]] = []
         for path in iter_study_files(Path(p) for p in paths):
-            if path in self._seen:
+            if not self._wanted(path, watched):
                 continue
-            self._seen.add(path)
             try:
                 new.append((path, read_header(path), ""))
                 self._pending.append(path)
             except StudyError as exc:
                 new.append((path, None, exc.reason))
+                self._failed.add(path)
             if len(new) >= 64:
                 self.scanned.emit(new)
                 new = []
@@ -94,12 +126,24 @@ class TriageWorker(QObject):
             if QThread.currentThread().isInterruptionRequested():
                 return  # the window is closing
             self._done += 1
+            if not result.ok:
+                self._failed.add(result.path)
             self.result.emit(result)
             self.progress.emit(self._done, self._total)
         self.idle.emit()
 
 
 WARM_UP_DELAY_MS = 1000
+SETTLE_MS = 1000  # a watched file is read once its size and mtime have not changed for this long
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    """(size, mtime in ns), None when the file cannot be looked at (the reader gives the reason)."""
+    try:
+        status = path.stat()
+    except OSError:
+        return None
+    return status.st_size, status.st_mtime_ns
 
 
 class ImageLoader(QObject):
@@ -195,8 +239,8 @@ class HeatmapWorker(QObject):
             self._warm = True
         except StudyError as exc:
             self.failed.emit(path, exc.reason)
-        except RuntimeError as exc:  # e.g. out of memory on the device; the viewer says so
-            log.error("Grad-CAM failed: %s", exc)
+        except Exception as exc:  # e.g. out of memory on the device; the viewer says so
+            log.error("Grad-CAM failed: %s: %s", type(exc).__name__, exc)
             self.failed.emit(path, f"heatmap failed: {exc}")
         if self._queue:
             QTimer.singleShot(0, self._next)  # lets a new request (e.g. a selection) in first

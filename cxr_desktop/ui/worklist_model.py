@@ -77,7 +77,8 @@ class WorklistModel(QAbstractTableModel):
         if column == 6:
             return f"error: {row.error}" if row.status == ERROR else row.status
         if column == 7:
-            return row.review.decision + (" 💬" if row.review.comment else "")
+            clash = "⚠ ID clash " if row.collision else ""
+            return clash + row.review.decision + (" 💬" if row.review.comment else "")
         return ""
 
     def data(self, index, role=Qt.ItemDataRole.DisplayRole):
@@ -91,5 +92,5 @@ class WorklistModel(QAbstractTableModel):
         if role == Qt.ItemDataRole.ForegroundRole and row.status == ERROR:
             return QBrush(ERROR_FG)
         if role == Qt.ItemDataRole.ToolTipRole:
-            return str(row.path) + "".join(f"\n{text}" for text in (row.view_note, row.error) if text)
+            return str(row.path) + "".join(f"\n{text}" for text in (*row.warnings, row.error) if text)
         return None

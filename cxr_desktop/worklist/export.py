@@ -12,6 +12,20 @@ from cxr_desktop.worklist.rows import Row
 
 STUDY_COLUMNS = ["path", "status", "error", "study_key", "patient_id", "study_date", "view_position", "urgent"]
 COLUMNS = [*STUDY_COLUMNS, "decision", "comment", *FINDINGS]
+# cells the product formats itself as numbers: written as they are (a negative number is not a formula)
+NUMERIC_COLUMNS = frozenset({"urgent", "cardiomegaly_threshold", *FINDINGS})
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise(value: str) -> str:
+    """A text cell that a spreadsheet would run as a formula (OWASP CSV injection: it starts with =, +, -,
+    @, tab or carriage return) gets a leading single quote, so it is shown as text."""
+    return "'" + value if value.startswith(FORMULA_STARTS) else value
+
+
+def safe_row(record: dict[str, str]) -> dict[str, str]:
+    """``record`` with every text cell neutralised; the numeric columns are left as numbers."""
+    return {key: value if key in NUMERIC_COLUMNS else neutralise(str(value)) for key, value in record.items()}
 
 
 def study_fields(
@@ -44,5 +58,5 @@ def export_csv(rows: list[Row], path: Path) -> None:
         writer.writeheader()
         for row in rows:
             record = study_fields(row.path, row.status, row.error, row.info, row.urgent, row.probabilities)
-            record.update(study_key=row.key, decision=row.review.decision, comment=row.review.comment)
-            writer.writerow(record)
+            record.update(decision=row.review.decision, comment=row.review.comment)
+            writer.writerow(safe_row(record))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from collections.abc import Collection
@@ -10,19 +11,44 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cxr_desktop.inference.triage import QueueEntry, priority_order
-from cxr_desktop.studies.study import StudyInfo
+from cxr_desktop.studies.study import StudyInfo, is_lateral
 
 if TYPE_CHECKING:  # the engine pulls in torch; the review store must start fast without it
     from cxr_desktop.inference.engine import StudyResult
 
 QUEUED, RUNNING, DONE, ERROR = "queued", "running", "done", "error"
 AP_NOTE = "AP film: heart size is overstated"
+LATERAL_NOTE = "Lateral view: outside the model's scope (trained on frontal films); never flagged urgent"
+
+
+COLLISION_NOTE = "Same instance UID as another patient's study: check the files; their reviews are kept apart"
+STORE_COLLISION_NOTE = "Another patient's study with the same instance UID has a review: reviews are kept apart"
 
 
 @dataclass
 class Review:
     decision: str = ""  # "", "confirmed", "dismissed"
     comment: str = ""
+
+
+@dataclass(frozen=True)
+class ReviewId:
+    """What a review is stored under: ``key`` (patient + study + instance), the ``instance`` alone (SOP
+    Instance UID, or the content hash of a raster file) and a hash of the ``patient`` ID, so that a file of
+    another patient that reuses an instance is seen as a collision instead of inheriting the review."""
+
+    key: str
+    instance: str = ""
+    patient: str = ""
+
+    @classmethod
+    def of(cls, info: StudyInfo) -> ReviewId:
+        def digest(*parts: str) -> str:
+            joined = "\0".join(parts).encode("utf-8", "surrogateescape")
+            return hashlib.sha256(joined).hexdigest()
+
+        key = "v2:" + digest(info.patient_id, info.study_uid, info.study_key)[:40]
+        return cls(key, info.study_key, digest("patient", info.patient_id)[:16])
 
 
 @dataclass
@@ -37,14 +63,28 @@ class Row:
     urgent: bool = False
     review: Review = field(default_factory=Review)
     synthetic: bool = False
+    collision: str = ""  # set when another patient's study shares this study's instance
+
+    @property
+    def review_id(self) -> ReviewId:
+        return ReviewId.of(self.info) if self.info else ReviewId(f"path:{self.path}")
 
     @property
     def key(self) -> str:
-        return self.info.study_key if self.info else f"path:{self.path}"
+        return self.review_id.key
+
+    @property
+    def warnings(self) -> list[str]:
+        """What the row must warn about: the view (AP, lateral) and an instance shared with another patient."""
+        return [text for text in (self.view_note, self.collision) if text]
 
     @property
     def view_note(self) -> str:
-        return AP_NOTE if self.info and self.info.view_position == "AP" else ""
+        if self.info is None:
+            return ""
+        if is_lateral(self.info.view_position):
+            return LATERAL_NOTE
+        return AP_NOTE if self.info.view_position == "AP" else ""
 
     def top_findings(
         self, exclude: str, count: int = 2, among: Collection[str] | None = None
@@ -66,6 +106,7 @@ class Worklist:
         self.rows: list[Row] = []
         self.max_wait_s = max_wait_s
         self._by_path: dict[Path, Row] = {}
+        self._by_instance: dict[str, list[Row]] = {}
 
     def add(self, path: Path, info: StudyInfo | None = None, error: str = "", synthetic: bool = False) -> Row | None:
         """A new queued (or, with ``error``, failed) row; None if the file is already listed."""
@@ -75,6 +116,25 @@ class Worklist:
         row = Row(path, len(self.rows), time.time(), info, ERROR if error else QUEUED, error, synthetic=synthetic)
         self.rows.append(row)
         self._by_path[path] = row
+        if info is not None:
+            self._check_collision(row)
+        return row
+
+    def _check_collision(self, row: Row) -> None:
+        """Rows of one instance with different patients are all marked (their reviews are kept apart)."""
+        rid = row.review_id
+        same = self._by_instance.setdefault(rid.instance, [])
+        same.append(row)
+        if len({other.review_id.patient for other in same}) > 1:
+            for other in same:
+                other.collision = COLLISION_NOTE
+
+    def requeue(self, path: Path, info: StudyInfo | None, error: str = "") -> Row | None:
+        """A listed file read again (it changed since it failed): its row starts over."""
+        row = self._by_path.get(Path(path))
+        if row is not None:
+            row.info, row.error, row.status = info, error, ERROR if error else QUEUED
+            row.probabilities, row.urgent = {}, False
         return row
 
     def get(self, path: Path) -> Row | None:

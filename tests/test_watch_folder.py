@@ -1,0 +1,49 @@
+"""The watched folder (issue 12, item 10): a file still being copied is read once it has settled, and a file
+that failed is read again when it changes."""
+
+import cv2
+from hostile_inputs import CHEST
+
+from cxr_desktop.ui.main_window import MainWindow
+from cxr_desktop.worklist.reviews import ReviewStore
+from cxr_desktop.worklist.rows import DONE, ERROR
+
+PNG = cv2.imencode(".png", CHEST)[1].tobytes()
+
+
+def watching_window(qtbot, bundle, tmp_path):
+    folder = tmp_path / "incoming"
+    folder.mkdir()
+    window = MainWindow(bundle, ReviewStore(tmp_path / "r.sqlite3"), device="cpu")
+    qtbot.addWidget(window)
+    qtbot.waitUntil(lambda: window.engine is not None, timeout=60_000)
+    window.hot_folder.setChecked(True)
+    window.open_paths([str(folder)])
+    return window, folder
+
+
+def status_of(window, path):
+    row = window.worklist.get(path)
+    return None if row is None else row.status
+
+
+def test_a_file_being_copied_is_read_once_it_has_settled(qtbot, tiny_bundle, tmp_path):
+    window, folder = watching_window(qtbot, tiny_bundle, tmp_path)
+    path = folder / "copying.png"
+    with open(path, "wb") as handle:  # the copy starts: half the file, then the rest a moment later
+        handle.write(PNG[: len(PNG) // 2])
+        handle.flush()
+        qtbot.wait(400)
+        handle.write(PNG[len(PNG) // 2 :])
+    qtbot.waitUntil(lambda: status_of(window, path) == DONE, timeout=20_000)
+
+
+def test_a_failed_file_is_read_again_when_it_changes(qtbot, tiny_bundle, tmp_path):
+    window, folder = watching_window(qtbot, tiny_bundle, tmp_path)
+    path = folder / "broken.png"
+    path.write_bytes(PNG[: len(PNG) // 2])
+    qtbot.waitUntil(lambda: status_of(window, path) == ERROR, timeout=20_000)
+    assert "corrupt or truncated" in window.worklist.get(path).error
+    path.write_bytes(PNG)  # the sender fixes the file
+    qtbot.waitUntil(lambda: status_of(window, path) == DONE, timeout=20_000)
+    assert window.worklist.get(path).error == "" and len(window.worklist.rows) == 1
