@@ -1,4 +1,4 @@
-"""``cxr-triage``: headless batch triage with the same engine as the app; one CSV row per image file."""
+"""cxr-triage: headless batch triage with the same engine as the app; one CSV row per image file."""
 
 from __future__ import annotations
 

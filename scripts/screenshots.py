@@ -1,59 +1,107 @@
-"""Save screenshots of the app's main states (offscreen) with the shipped model:
+"""Save screenshots of the app's main states (offscreen, 1,500 x 900) on the shipped demo with the shipped model:
 
-QT_QPA_PLATFORM=offscreen .venv/bin/python scripts/screenshots.py FOLDER...
+    QT_QPA_PLATFORM=offscreen .venv/bin/python scripts/screenshots.py [--refused FILE] [--out docs/screenshots]
+
+worklist.png (the demo triaged, the top study selected with its heatmap), heatmap.png (the viewer and the
+findings of that study), help.png (Help > Keys and gestures, F1) and refused-file.png (a file that is not a
+chest radiograph, selected: by default the CT slice of ../shared/data/dicom, else a generated one).
 """
 
 from __future__ import annotations
 
+import argparse
+import logging
 import os
 import sys
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
+from PySide6.QtCore import QRect  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
-from cxr_desktop.core.resources import default_model_dir  # noqa: E402
-from cxr_desktop.ui.demo import write_demo_studies  # noqa: E402
+from cxr_desktop.core.resources import default_model_dir, demo_dir  # noqa: E402
 from cxr_desktop.ui.main_window import MainWindow  # noqa: E402
 from cxr_desktop.worklist.reviews import ReviewStore  # noqa: E402
 
+log = logging.getLogger("screenshots")
+REPO = Path(__file__).resolve().parents[1]
+SHARED_CT = REPO.parent / "shared" / "data" / "dicom" / "not_chest_ct_abdomen.dcm"
 
-def wait(app: QApplication, condition, seconds: float = 120) -> None:
-    import time
 
+def wait(app: QApplication, condition: Callable[[], bool], seconds: float = 120) -> None:
     end = time.time() + seconds
     while not condition() and time.time() < end:
         app.processEvents()
         time.sleep(0.02)
 
 
-def shoot(app, paths: list[str], out: Path, synthetic: bool = False) -> None:
+def open_window(app: QApplication, store: Path, paths: list[str]) -> MainWindow:
+    window = MainWindow(default_model_dir(), ReviewStore(store), device="cpu", demo=True)
+    window.resize(1500, 900)
+    window.show()
+    wait(app, lambda: window.engine is not None)
+    window.open_paths(paths)
+    wait(app, lambda: len(window.worklist.rows) >= len(paths) and window.worklist.counts()["queued"] == 0)
+    wait(app, lambda: False, 0.5)  # a refresh tick
+    return window
+
+
+def select(app: QApplication, window: MainWindow, index: int, heatmap: bool) -> None:
+    window.table.selectRow(index)
+    if heatmap:
+        wait(app, lambda: window.view.image is not None and window.view.heatmap is not None, 60)
+    wait(app, lambda: False, 0.3)
+
+
+def refused_file(folder: Path, given: Path | None) -> Path:
+    source = given or (SHARED_CT if SHARED_CT.exists() else None)
+    if source is None:
+        import numpy as np
+
+        from cxr_desktop.studies.synthetic import write_dicom
+
+        slab = np.random.default_rng(0).integers(-1000, 1000, (256, 256)).astype(np.int16)
+        return write_dicom(folder / "ct_abdomen.dcm", slab, modality="CT", view_position="", body_part="ABDOMEN")
+    link = folder / source.name
+    link.symlink_to(source.resolve())
+    return link
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--refused", type=Path, default=None, help="a file the app must refuse (default: a CT)")
+    parser.add_argument("--out", type=Path, default=REPO / "docs" / "screenshots")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    app = QApplication(sys.argv[:1])
+    args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        window = MainWindow(
-            default_model_dir(), ReviewStore(Path(tmp) / "r.sqlite3"), device="cpu", synthetic=synthetic
-        )
-        window.resize(1500, 900)
-        window.show()
-        wait(app, lambda: window.engine is not None)
-        window.open_paths(paths)
-        wait(app, lambda: window.worklist.rows and window.worklist.counts()["queued"] == 0)
-        wait(app, lambda: False, 0.5)
-        window.table.selectRow(0)
-        wait(app, lambda: window.view.heatmap is not None, 60)
-        window.grab().save(str(out))
-        print("saved", out)
+        window = open_window(app, Path(tmp) / "r.sqlite3", [str(demo_dir())])
+        select(app, window, 0, heatmap=True)
+        window.grab().save(str(args.out / "worklist.png"))
+        split = window.centralWidget()  # the viewer and the findings, right of the worklist
+        left = split.widget(1).geometry().left()
+        split.grab(QRect(left, 0, split.width() - left, split.height())).save(str(args.out / "heatmap.png"))
+        window.show_help()
+        wait(app, lambda: False, 0.3)
+        window.help_dialog.grab().save(str(args.out / "help.png"))
+        window.help_dialog.close()
         window.close()
 
-
-def main() -> None:
-    app = QApplication(sys.argv[:1])
-    out = Path("docs/screenshots")
-    out.mkdir(parents=True, exist_ok=True)
-    shoot(app, sys.argv[1:], out / "worklist-real-studies.png")
-    shoot(app, [str(write_demo_studies())], out / "worklist-synthetic-demo.png", synthetic=True)
+        bad = refused_file(Path(tmp), args.refused)
+        window = open_window(app, Path(tmp) / "r2.sqlite3", [str(demo_dir()), str(bad)])
+        index = next(i for i, row in enumerate(window.model.visible) if row.path == bad)
+        select(app, window, index, heatmap=False)
+        window.grab().save(str(args.out / "refused-file.png"))
+        window.close()
+    for name in ("worklist", "heatmap", "help", "refused-file"):
+        log.info("saved %s", args.out / f"{name}.png")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -1,4 +1,5 @@
-"""Shared fixtures: headless Qt, the real data beside the repository, small synthetic studies."""
+"""Shared fixtures: headless Qt, the real data beside the repository, the shipped demo studies, small synthetic
+studies."""
 
 from __future__ import annotations
 
@@ -11,6 +12,12 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("CXR_SHARED_DATA", REPO.parent / "shared" / "data"))
+DEMO = REPO / "resources" / "demo"
+
+
+def shared_data_expected() -> bool:
+    """Run on the real shared data (present, or required by CI) rather than on the shipped demo studies?"""
+    return SHARED_DATA.exists() or os.environ.get("CXR_REQUIRE_SHARED_DATA") == "1"
 
 
 def _require_or_skip(path: Path) -> Path:
@@ -80,14 +87,37 @@ def tiny_bundle(tmp_path_factory) -> Path:
     return make_tiny_bundle(tmp_path_factory.mktemp("bundle") / "tiny")
 
 
-@pytest.fixture(scope="session")
-def mixed_folder(tmp_path_factory, dicom_dir: Path, nih_sample: Path) -> Path:
-    """The shared DICOMs (CT included) and a few real NIH PNGs, linked into one folder."""
-    folder = tmp_path_factory.mktemp("studies")
+def _link_mixed(folder: Path, dicom_dir: Path, nih_sample: Path) -> Path:
     for path in sorted(dicom_dir.glob("*.dcm")):
         (folder / path.name).symlink_to(path)
     nested = folder / "nih"
     nested.mkdir()
     for path in sorted((nih_sample / "images").glob("*.png"))[:8]:
         (nested / path.name).symlink_to(path)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def mixed_folder(tmp_path_factory, dicom_dir: Path, nih_sample: Path) -> Path:
+    """The shared DICOMs (CT included) and a few real NIH PNGs, linked into one folder."""
+    return _link_mixed(tmp_path_factory.mktemp("studies"), dicom_dir, nih_sample)
+
+
+@pytest.fixture(scope="session")
+def gui_folder(tmp_path_factory) -> Path:
+    """The GUI tests' studies: ``mixed_folder`` where the shared data are (CI requires them), otherwise the
+    shipped demo studies (real NIH radiographs) and a generated CT slice that must be refused, so that a
+    newcomer's test run opens the window too. Either way one file is ``not_chest_ct_abdomen.dcm``."""
+    folder = tmp_path_factory.mktemp("gui-studies")
+    if shared_data_expected():
+        shared = _require_or_skip(SHARED_DATA)
+        return _link_mixed(folder, _require_or_skip(shared / "dicom"), _require_or_skip(shared / "nih14-sample"))
+    import numpy as np
+
+    from cxr_desktop.studies.synthetic import write_dicom
+
+    for path in sorted(DEMO.glob("*.dcm")):
+        (folder / path.name).symlink_to(path)
+    slab = np.random.default_rng(0).integers(-1000, 1000, (128, 128)).astype(np.int16)
+    write_dicom(folder / "not_chest_ct_abdomen.dcm", slab, modality="CT", view_position="", body_part="ABDOMEN")
     return folder

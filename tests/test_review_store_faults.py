@@ -12,6 +12,7 @@ from hostile_inputs import CHEST
 from cxr_desktop.studies.reader import read_header
 from cxr_desktop.studies.synthetic import write_dicom
 from cxr_desktop.ui.main_window import MainWindow
+from cxr_desktop.ui.worklist_model import COLUMNS
 from cxr_desktop.worklist.reviews import ReviewStore, ReviewStoreError
 from cxr_desktop.worklist.rows import COLLISION_NOTE, ReviewId, Worklist
 
@@ -159,7 +160,7 @@ def test_the_app_shows_a_lock_and_a_collision_without_freezing(qtbot, tiny_bundl
     path = tmp_path / "r.sqlite3"
     window = open_window(qtbot, tiny_bundle, ReviewStore(path), tmp_path)
     assert all(row.collision for row in window.worklist.rows if row.info)
-    assert "ID clash" in window.model.text(window.current, 3)
+    assert "ID clash" in window.model.text(window.current, COLUMNS.index("Review"))
     other = sqlite3.connect(path, isolation_level=None)
     other.execute("BEGIN EXCLUSIVE")
     started = time.monotonic()

@@ -1,4 +1,4 @@
-"""Where the app's shipped resources (the default model, icons) live, installed or frozen."""
+"""Where the app's shipped resources (the default model, the demo studies) live, installed or frozen."""
 
 from __future__ import annotations
 
@@ -20,3 +20,8 @@ def resources_dir() -> Path:
 
 def default_model_dir() -> Path:
     return resources_dir() / "models" / "default"
+
+
+def demo_dir() -> Path:
+    """The demo studies: real NIH ChestX-ray14 radiographs as DICOM (``scripts/make_demo.py``; see NOTICE)."""
+    return resources_dir() / "demo"

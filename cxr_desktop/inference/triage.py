@@ -1,7 +1,9 @@
-"""Triage rules: thresholds from the model card -> an urgent flag; worklist ordering with a wait cap."""
+"""Triage rules: thresholds from the model card -> an urgent flag; worklist ordering with a wait cap; what
+each of the card's operating points flagged on the images it was tuned on."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -38,17 +40,95 @@ class QueueEntry:
     arrival: int  # arrival order (scan order), lower first
     arrived_at: float  # seconds (monotonic or wall clock; only differences matter)
     urgent: bool
+    score: float = math.nan  # the urgent finding's probability (NaN: not scored)
+
+
+def is_overdue(entry: QueueEntry, now: float, max_wait_s: float | None) -> bool:
+    return max_wait_s is not None and now - entry.arrived_at >= max_wait_s
 
 
 def priority_order(entries: Sequence[QueueEntry], now: float, max_wait_s: float | None) -> list[int]:
-    """Indices of ``entries`` in reading order: urgent first, then by arrival.
+    """Indices of ``entries`` in reading order.
 
-    A non-urgent study that has waited longer than ``max_wait_s`` is promoted to the urgent tier (in arrival
-    order), so nothing sinks forever behind a stream of urgent cases.
+    1. studies that have waited longer than ``max_wait_s`` (urgent or not), the longest wait first, so that
+       nothing sinks forever behind a stream of urgent cases;
+    2. urgent studies, the highest score first (ties, and missing scores last, by arrival);
+    3. the rest, by arrival.
     """
 
-    def tier(entry: QueueEntry) -> int:
-        overdue = max_wait_s is not None and now - entry.arrived_at >= max_wait_s
-        return 0 if entry.urgent or overdue else 1
+    def key(i: int) -> tuple:
+        entry = entries[i]
+        if is_overdue(entry, now, max_wait_s):
+            return (0, entry.arrived_at, entry.arrival)
+        if entry.urgent:
+            score = -entry.score if not math.isnan(entry.score) else math.inf
+            return (1, score, entry.arrival)
+        return (2, 0.0, entry.arrival)
 
-    return sorted(range(len(entries)), key=lambda i: (tier(entries[i]), entries[i].arrival))
+    return sorted(range(len(entries)), key=key)
+
+
+@dataclass(frozen=True)
+class PointRate:
+    """What one named operating point of a card did on the images its thresholds were tuned or validated on:
+    the share of studies it flagged urgent and its sensitivity / specificity (None where the card has no
+    record at that point's threshold)."""
+
+    name: str
+    threshold: float | None
+    flag_rate: float | None = None
+    sensitivity: float | None = None
+    specificity: float | None = None
+    where: str = ""  # "threshold tuning" or "validation", with the number of images
+
+    @property
+    def label(self) -> str:
+        name = self.name.replace("sensitivity_", "sensitivity ").replace("youden", "Youden")
+        if self.flag_rate is None:
+            return f"{name}: flag rate not in the card"
+        return f"{name}: flags {self.flag_rate:.0%} ({self.where})"
+
+
+METRIC_SECTIONS = (("threshold_tuning", "threshold tuning"), ("validation", "validation"))
+
+
+def point_rates(card: ModelCard) -> list[PointRate]:
+    """Each named operating point of ``card`` with the flag rate it gave, from the card's metrics.
+
+    A section (``threshold_tuning`` first: the images the thresholds were chosen on, then ``validation``) may
+    record each point (``operating_points: {name: {flag_rate, sensitivity, specificity}}``); otherwise its
+    urgent-finding entry gives the rate of the point whose threshold it was measured at:
+    ``(sensitivity * positives + (1 - specificity) * negatives) / n``."""
+    urgent = card.urgent_finding
+    out = []
+    for name, thresholds in card.operating_points.items():
+        threshold = thresholds.get(urgent)
+        out.append(_rate_from_metrics(card.metrics, name, threshold, urgent) or PointRate(name, threshold))
+    return out
+
+
+def _rate_from_metrics(metrics: dict, name: str, threshold: float | None, urgent: str) -> PointRate | None:
+    for key, title in METRIC_SECTIONS:
+        section = metrics.get(key)
+        if not isinstance(section, dict):
+            continue
+        recorded = (section.get("operating_points") or {}).get(name)
+        stats = (section.get("findings") or {}).get(urgent) or {}
+        n = stats.get("n")
+        where = f"{title}, {n} images" if n else title
+        if isinstance(recorded, dict) and "flag_rate" in recorded:
+            return PointRate(
+                name, threshold, recorded["flag_rate"], recorded.get("sensitivity"), recorded.get("specificity"), where
+            )
+        try:
+            same = threshold is not None and math.isclose(float(stats["threshold"]), threshold, abs_tol=1e-9)
+            if not same:
+                continue
+            n, positives = int(stats["n"]), int(stats["positives"])
+            sens, spec = float(stats["sensitivity"]), float(stats["specificity"])
+        except (KeyError, TypeError, ValueError):
+            continue
+        if n > 0:
+            rate = (sens * positives + (1 - spec) * (n - positives)) / n
+            return PointRate(name, threshold, rate, sens, spec, where)
+    return None

@@ -1,7 +1,7 @@
 """Synthetic chest-like images and real DICOM files written with pydicom.
 
-Used by the demo worklist (``cxr-desktop --demo``) and by tests for edge cases that real data lacks. Every
-file is labelled "SYNTHETIC DEMO" in its patient name and series description.
+Used by tests (and the self-test) for edge cases that real data lack; the demo worklist is real NIH images
+(``resources/demo``). Every file is labelled "SYNTHETIC DEMO" in its patient name and series description.
 """
 
 from __future__ import annotations

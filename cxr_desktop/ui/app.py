@@ -1,5 +1,5 @@
-"""``cxr-desktop``: the triage worklist app (``--demo`` for synthetic studies, ``--self-test`` to check an
-installation without a screen)."""
+"""cxr-desktop: the chest X-ray triage worklist. Open folders or files of studies (DICOM, PNG, JPEG);
+--demo opens 15 real NIH ChestX-ray14 radiographs; --self-test checks an installation without a screen."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from cxr_desktop.core.resources import default_model_dir
+from cxr_desktop.core.resources import default_model_dir, demo_dir
+
+log = logging.getLogger("cxr_desktop.app")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -17,7 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("paths", nargs="*", help="folders or files to open")
     parser.add_argument("--model", type=Path, default=None, help="model bundle (default: the shipped model)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--demo", action="store_true", help="open a worklist of synthetic demo DICOM studies")
+    parser.add_argument("--demo", action="store_true", help="also open the demo studies (real NIH images)")
     parser.add_argument("--reviews", type=Path, default=None, help="review database (default: user data dir)")
     parser.add_argument("--max-wait", type=float, default=30.0, help="minutes before a waiting study is promoted")
     parser.add_argument("--self-test", action="store_true", help="triage generated DICOMs (and PATHS), print, exit")
@@ -75,18 +77,19 @@ def main(argv: list[str] | None = None) -> int:
 
     from PySide6.QtWidgets import QApplication
 
-    from cxr_desktop.ui.demo import write_demo_studies
     from cxr_desktop.ui.main_window import MainWindow
     from cxr_desktop.worklist.reviews import ReviewStore
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("CXR Triage")
     window = MainWindow(
-        model_dir, ReviewStore(args.reviews), args.device, synthetic=args.demo, max_wait_minutes=args.max_wait
+        model_dir, ReviewStore(args.reviews), args.device, max_wait_minutes=args.max_wait, demo=args.demo
     )
     paths = list(args.paths)
     if args.demo:
-        paths.append(str(write_demo_studies()))
+        if not demo_dir().is_dir():
+            log.error("no demo studies at %s (scripts/make_demo.py builds them)", demo_dir())
+        paths.append(str(demo_dir()))
     window.show()
     if paths:
         window.open_paths(paths)

@@ -7,9 +7,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QItemSelectionModel, Qt, QThread, QTimer, Signal
-from PySide6.QtGui import QAction, QKeySequence, QShortcut
+from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QCheckBox,
     QComboBox,
     QHBoxLayout,
@@ -18,23 +17,22 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QProgressBar,
     QSlider,
-    QSpinBox,
     QSplitter,
-    QTableView,
-    QToolBar,
     QVBoxLayout,
     QWidget,
 )
 
+from cxr_desktop.inference.triage import TriagePolicy
 from cxr_desktop.studies.windowing import PRESETS
 from cxr_desktop.ui.banner import Banner
+from cxr_desktop.ui.controls import Controls
 from cxr_desktop.ui.file_actions import FileActions
 from cxr_desktop.ui.findings_panel import FindingsPanel
 from cxr_desktop.ui.folder_watch import FolderWatch
 from cxr_desktop.ui.heatmap_cache import HeatmapCache
 from cxr_desktop.ui.image_view import ImageView
 from cxr_desktop.ui.worker import HeatmapWorker, ImageLoader, TriageWorker
-from cxr_desktop.ui.worklist_model import WorklistModel
+from cxr_desktop.ui.worklist_model import WorklistModel, worklist_table
 from cxr_desktop.worklist.export import export_csv
 from cxr_desktop.worklist.reviews import ReviewStore, ReviewStoreError
 from cxr_desktop.worklist.rows import DONE, STORE_COLLISION_NOTE, Row, Worklist
@@ -45,9 +43,13 @@ if TYPE_CHECKING:  # the engine (and PyTorch) load in the worker thread, after t
 log = logging.getLogger(__name__)
 
 PRECOMPUTED_MAPS = 16  # urgent studies whose Grad-CAM is computed ahead, from the top of the list
+WINDOW_SIZE = (1500, 900)
+SPLIT_SIZES = [690, 490, 300]  # worklist, viewer, findings: the worklist's default columns fit in 650 px
+WAITING_TICK_MS = 30_000  # waiting times and Max-wait promotions are brought up to date this often
+DEMO_TITLE = " — DEMO: public NIH ChestX-ray14 images (see NOTICE)"
 
 
-class MainWindow(FileActions, QMainWindow):
+class MainWindow(Controls, FileActions, QMainWindow):
     request_model = Signal(str, str)
     request_open = Signal(list)
     request_rescan = Signal(list)  # watched folders or files that changed
@@ -61,6 +63,7 @@ class MainWindow(FileActions, QMainWindow):
         device: str = "auto",
         synthetic: bool = False,
         max_wait_minutes: float = 30.0,
+        demo: bool = False,
     ) -> None:
         super().__init__()
         self.store, self.device, self.synthetic = store, device, synthetic
@@ -69,8 +72,9 @@ class MainWindow(FileActions, QMainWindow):
         self.model = WorklistModel(self.worklist, self)
         self.heatmaps = HeatmapCache(limit=PRECOMPUTED_MAPS * 2)
         self.current: Row | None = None
-        self.setWindowTitle("CXR Triage" + (" — SYNTHETIC DEMO (not patient data)" if synthetic else ""))
-        self.resize(1400, 860)
+        title = " — SYNTHETIC DEMO (not patient data)" if synthetic else DEMO_TITLE if demo else ""
+        self.setWindowTitle("CXR Triage" + title)
+        self.resize(*WINDOW_SIZE)
         self.setAcceptDrops(True)
         self._build_ui()
         self.banner.say(store.notice)
@@ -80,52 +84,16 @@ class MainWindow(FileActions, QMainWindow):
         self._dirty = False
         self._timer = QTimer(self, interval=200, timeout=self._refresh_if_dirty)
         self._timer.start()
+        self._waiting_timer = QTimer(self, interval=WAITING_TICK_MS, timeout=self._mark_dirty)
+        self._waiting_timer.start()
         self.request_model.emit(str(model_dir), device)
 
     # -- layout --------------------------------------------------------------------------------------
 
     def _build_ui(self) -> None:
-        bar = QToolBar("Main", self)
-        self.addToolBar(bar)
-        for text, slot in (
-            ("Open folder…", self.choose_folder),
-            ("Open files…", self.choose_files),
-            ("Open model…", self.choose_model),
-            ("Export CSV…", self.choose_export),
-        ):
-            action = QAction(text, self)
-            action.triggered.connect(slot)
-            bar.addAction(action)
-        bar.addSeparator()
-        self.urgent_only = QCheckBox("Urgent only")
-        self.unreviewed_only = QCheckBox("Unreviewed only")
-        self.hot_folder = QCheckBox("Watch folder")
-        for box in (self.urgent_only, self.unreviewed_only, self.hot_folder):
-            bar.addWidget(box)
-        self.urgent_only.toggled.connect(self._filters_changed)
-        self.unreviewed_only.toggled.connect(self._filters_changed)
-        self.hot_folder.toggled.connect(lambda on: self.folder_watch.set(on))
-        bar.addSeparator()
-        bar.addWidget(QLabel(" Max wait (min): "))
-        self.max_wait = QSpinBox(minimum=1, maximum=24 * 60, value=int(self.worklist.max_wait_s / 60))
-        self.max_wait.setToolTip("A non-urgent study that has waited this long joins the urgent tier")
-        self.max_wait.valueChanged.connect(self._max_wait_changed)
-        bar.addWidget(self.max_wait)
-        bar.addWidget(QLabel(" Device: "))
-        self.device_box = QComboBox()
-        self.device_box.addItems(["auto", "cpu", "cuda"])
-        self.device_box.setCurrentText(self.device)
-        self.device_box.currentTextChanged.connect(self._device_changed)
-        bar.addWidget(self.device_box)
-
-        self.table = QTableView()
-        self.table.setModel(self.model)
-        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.table.verticalHeader().setVisible(False)
-        self.table.horizontalHeader().setStretchLastSection(True)
-        for column, width in enumerate((64, 92, 150, 80, 50, 150, 80)):
-            self.table.setColumnWidth(column, width)
+        self._build_toolbar()
+        self._build_help_menu()
+        self.table = worklist_table(self.model)
         self.table.selectionModel().currentRowChanged.connect(self._row_selected)
 
         self.view = ImageView()
@@ -152,13 +120,14 @@ class MainWindow(FileActions, QMainWindow):
         split.addWidget(self._with_banner(self.table))
         split.addWidget(right)
         split.addWidget(self.findings)
-        split.setSizes([620, 560, 300])
+        split.setSizes(SPLIT_SIZES)
         self.setCentralWidget(split)
 
         self.progress = QProgressBar(maximumWidth=260)
-        self.status_label = QLabel("")
-        self.statusBar().addPermanentWidget(self.status_label, 1)
-        self.statusBar().addPermanentWidget(self.progress)
+        self.status_label = QLabel("")  # the model in use, or why it could not be loaded
+        self.counts_label = QLabel("")  # how many studies, urgent, scored, queued, refused
+        for widget in (self.status_label, self.counts_label, self.progress):
+            self.statusBar().addPermanentWidget(widget)
         self._add_shortcuts()
         self.folder_watch = FolderWatch(self.request_rescan.emit, self)
 
@@ -262,12 +231,13 @@ class MainWindow(FileActions, QMainWindow):
     def _model_loaded(self, engine: Engine, description: str) -> None:
         self.engine = engine
         card = engine.card
+        chosen = self.point_box.currentData()  # a point picked before a reload (e.g. another device) is kept
+        if chosen and chosen != engine.policy.operating_point and chosen in card.operating_points:
+            engine.policy = TriagePolicy.from_card(card, chosen)
+        self.worklist.set_policy(engine.policy)
+        self.point_box.set_card(card, engine.policy.operating_point)
         self.findings.set_card(card, engine.policy.operating_point)
-        self.findings.model_label.setText(
-            f"Model: {card.model_id}\nDevice: {engine.device_name}\n"
-            f"Operating point: {engine.policy.operating_point} "
-            f"({card.urgent_finding.replace('_', ' ')} ≥ {engine.policy.threshold:.3f})"
-        )
+        self._describe_model()
         self.model.set_scope(card.urgent_finding, card.shown_findings)
         self._dirty = True
         if self.current is not None:
@@ -339,8 +309,9 @@ class MainWindow(FileActions, QMainWindow):
                 QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows,
             )
         counts = self.worklist.counts()
-        self.statusBar().showMessage(
-            f"{counts['urgent']} urgent · {counts['done']} done · {counts['queued']} queued · {counts['error']} errors"
+        self.counts_label.setText(
+            f"  {len(self.worklist.rows)} studies · {counts['urgent']} urgent · {counts['done']} scored · "
+            f"{counts['queued']} queued · {counts['error']} refused  "
         )
 
     def _row_selected(self, current, _previous) -> None:
@@ -377,18 +348,8 @@ class MainWindow(FileActions, QMainWindow):
         self.findings.title.setText(header)
         self.findings.show_probabilities(row.probabilities)
 
-    def _filters_changed(self) -> None:
-        self.model.urgent_only = self.urgent_only.isChecked()
-        self.model.unreviewed_only = self.unreviewed_only.isChecked()
+    def _mark_dirty(self) -> None:
         self._dirty = True
-
-    def _max_wait_changed(self, minutes: int) -> None:
-        self.worklist.max_wait_s = minutes * 60.0
-        self._dirty = True
-
-    def _device_changed(self, device: str) -> None:
-        if self.engine is not None:
-            self.request_model.emit(str(self.engine.bundle.path), device)
 
     def closeEvent(self, event) -> None:  # noqa: N802
         for thread in (self.worker_thread, self.heat_thread, self.image_thread):

@@ -1,16 +1,44 @@
-"""QAbstractTableModel over the plain-Python worklist, with the urgent-only / unreviewed-only filters."""
+"""QAbstractTableModel over the plain-Python worklist, with the urgent-only / unreviewed-only filters.
+
+Scoring progress is shown once, in the status bar; a row shows its score, or "queued" / the reason it was not
+scored."""
 
 from __future__ import annotations
 
+import time
+
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, Qt
 from PySide6.QtGui import QBrush, QColor
+from PySide6.QtWidgets import QAbstractItemView, QTableView
 
-from cxr_desktop.core.labels import URGENT_FINDING
-from cxr_desktop.worklist.rows import DONE, ERROR, Row, Worklist
+from cxr_desktop.worklist.rows import DONE, ERROR, QUEUED, RUNNING, Row, Worklist
 
-COLUMNS = ["", "Cardiomegaly", "Status", "Review", "View", "Patient", "Study date", "Other findings"]
+COLUMNS = ["Priority", "Score", "Waiting", "Patient", "View", "Study date", "Review", "Other findings"]
+# default widths of all but the last column (which takes the rest): they fit the window's default worklist pane
+COLUMN_WIDTHS = {"Priority": 66, "Score": 100, "Waiting": 64, "Patient": 90, "View": 46, "Study date": 84, "Review": 76}
 URGENT_BG = QColor(255, 214, 214)
+OVERDUE_BG = QColor(255, 236, 200)
 ERROR_FG = QColor(160, 0, 0)
+PENDING = {QUEUED: "queued", RUNNING: "scoring"}
+HEADER_TIPS = {
+    "Priority": "URGENT: at or above the operating point's threshold. WAITED: on the list longer than Max wait",
+    "Score": "The model's probability for the urgent finding named by the model card",
+    "Waiting": "Time since the study was listed",
+    "Other findings": "The next highest findings the model reports; for a refused file, the reason",
+}
+
+
+def waiting_text(seconds: float) -> str:
+    """``"<1 min"``, ``"12 min"``, ``"2 h 05"``: how long a study has been on the list."""
+    minutes = int(max(seconds, 0) // 60)
+    if minutes < 1:
+        return "<1 min"
+    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d}"
+
+
+def date_text(value: str) -> str:
+    """A DICOM date (YYYYMMDD) as YYYY-MM-DD; anything else as it is."""
+    return f"{value[:4]}-{value[4:6]}-{value[6:]}" if len(value) == 8 and value.isdigit() else value
 
 
 class WorklistModel(QAbstractTableModel):
@@ -21,15 +49,17 @@ class WorklistModel(QAbstractTableModel):
         self.urgent_only = False
         self.unreviewed_only = False
         self.threshold: float | None = None
-        self.urgent_finding = URGENT_FINDING  # the loaded model's, from its card
+        self.urgent_finding = ""  # the loaded model's, from its card ("Score" until one is loaded)
         self.shown_findings: list[str] | None = None  # "Other findings" lists only these (None: all scored)
+        self.now = time.time()  # when the list was last ordered: the waiting times shown are as of then
 
     def set_scope(self, urgent_finding: str, shown_findings: list[str]) -> None:
         self.urgent_finding, self.shown_findings = urgent_finding, list(shown_findings)
         self.headerDataChanged.emit(Qt.Orientation.Horizontal, 1, 1)
 
     def refresh(self) -> None:
-        rows = self.worklist.ordered()
+        self.now = time.time()
+        rows = self.worklist.ordered(self.now)
         if self.urgent_only:
             rows = [r for r in rows if r.urgent]
         if self.unreviewed_only:
@@ -46,7 +76,11 @@ class WorklistModel(QAbstractTableModel):
 
     def headerData(self, section, orientation, role=Qt.ItemDataRole.DisplayRole):  # noqa: N802
         if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
-            return self.urgent_finding.replace("_", " ") if section == 1 else COLUMNS[section]
+            if COLUMNS[section] == "Score" and self.urgent_finding:
+                return self.urgent_finding.replace("_", " ")
+            return COLUMNS[section]
+        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.ToolTipRole:
+            return HEADER_TIPS.get(COLUMNS[section], "")
         return None
 
     def row_at(self, index: int) -> Row | None:
@@ -56,30 +90,32 @@ class WorklistModel(QAbstractTableModel):
         return next((i for i, r in enumerate(self.visible) if r is row), -1)
 
     def text(self, row: Row, column: int) -> str:
-        column = (0, 1, 6, 7, 5, 3, 4, 2)[column]  # display order -> field
+        name = COLUMNS[column]
         info = row.info
-        if column == 0:
-            return "URGENT" if row.urgent else ""
-        if column == 1:
+        if name == "Priority":
+            return "URGENT" if row.urgent else "WAITED" if self.worklist.overdue(row, self.now) else ""
+        if name == "Score":
             score = row.probabilities.get(self.urgent_finding)
-            return f"{score:.2f}" if row.status == DONE and score is not None else ""
-        if column == 2:
-            top = row.top_findings(self.urgent_finding, among=self.shown_findings)
-            return ", ".join(f"{k.replace('_', ' ')} {v:.2f}" for k, v in top)
-        if column == 3:
-            name = info.patient_name or info.patient_id if info else ""
-            return f"[synthetic demo] {name}" if row.synthetic else (name or row.path.name)
-        if column == 4:
-            return info.study_date if info else ""
-        if column == 5:
+            if row.status == DONE:
+                return f"{score:.2f}" if score is not None else ""
+            return PENDING.get(row.status, "refused")
+        if name == "Waiting":
+            return waiting_text(self.now - row.arrived_at)
+        if name == "Patient":
+            patient = info.patient_name or info.patient_id if info else ""
+            return f"[synthetic demo] {patient}" if row.synthetic else (patient or row.path.name)
+        if name == "View":
             view = info.view_position if info else ""
             return f"{view} ⚠" if row.view_note else view  # the full note is in the tooltip and the panel
-        if column == 6:
-            return f"error: {row.error}" if row.status == ERROR else row.status
-        if column == 7:
+        if name == "Study date":
+            return date_text(info.study_date) if info else ""
+        if name == "Review":
             clash = "⚠ ID clash " if row.collision else ""
             return clash + row.review.decision + (" 💬" if row.review.comment else "")
-        return ""
+        if row.status == ERROR:
+            return row.error  # the whole reason is in the tooltip and the findings panel too
+        top = row.top_findings(self.urgent_finding, among=self.shown_findings)
+        return ", ".join(f"{k.replace('_', ' ')} {v:.2f}" for k, v in top)
 
     def data(self, index, role=Qt.ItemDataRole.DisplayRole):
         row = self.row_at(index.row())
@@ -89,8 +125,28 @@ class WorklistModel(QAbstractTableModel):
             return self.text(row, index.column())
         if role == Qt.ItemDataRole.BackgroundRole and row.urgent:
             return QBrush(URGENT_BG)
+        if role == Qt.ItemDataRole.BackgroundRole and self.worklist.overdue(row, self.now):
+            return QBrush(OVERDUE_BG)
         if role == Qt.ItemDataRole.ForegroundRole and row.status == ERROR:
             return QBrush(ERROR_FG)
         if role == Qt.ItemDataRole.ToolTipRole:
             return str(row.path) + "".join(f"\n{text}" for text in (*row.warnings, row.error) if text)
         return None
+
+
+def worklist_table(model: WorklistModel) -> QTableView:
+    """The worklist view: whole-row single selection, default column widths, the last column stretched."""
+    table = QTableView()
+    table.setModel(model)
+    table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+    table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+    table.verticalHeader().setVisible(False)
+    table.setWordWrap(False)
+    table.setTextElideMode(Qt.TextElideMode.ElideRight)
+    header = table.horizontalHeader()
+    header.setStretchLastSection(True)
+    header.setMinimumSectionSize(40)
+    for column, name in enumerate(COLUMNS):
+        if name in COLUMN_WIDTHS:
+            table.setColumnWidth(column, COLUMN_WIDTHS[name])
+    return table

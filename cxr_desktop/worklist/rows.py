@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cxr_desktop.inference.triage import QueueEntry, priority_order
+from cxr_desktop.inference.triage import QueueEntry, TriagePolicy, is_overdue, priority_order
 from cxr_desktop.studies.study import StudyInfo, is_lateral
 
 if TYPE_CHECKING:  # the engine pulls in torch; the review store must start fast without it
@@ -79,6 +79,11 @@ class Row:
         return [text for text in (self.view_note, self.collision) if text]
 
     @property
+    def flaggable(self) -> bool:
+        """May this study be flagged urgent on its score (a lateral view never is)?"""
+        return self.info is None or not is_lateral(self.info.view_position)
+
+    @property
     def view_note(self) -> str:
         if self.info is None:
             return ""
@@ -100,11 +105,14 @@ class Row:
 
 
 class Worklist:
-    """Rows in reading order: urgent first, then arrival; ``max_wait_s`` promotes long-waiting studies."""
+    """Rows in reading order (see ``priority_order``): studies past ``max_wait_s`` first by waiting time, then
+    urgent ones by score, then the rest by arrival. ``policy`` (the loaded model's operating point) flags the
+    rows; ``set_policy`` re-flags every scored row at once when the operating point changes."""
 
-    def __init__(self, max_wait_s: float | None = None) -> None:
+    def __init__(self, max_wait_s: float | None = None, policy: TriagePolicy | None = None) -> None:
         self.rows: list[Row] = []
         self.max_wait_s = max_wait_s
+        self.policy = policy
         self._by_path: dict[Path, Row] = {}
         self._by_instance: dict[str, list[Row]] = {}
 
@@ -149,12 +157,38 @@ class Worklist:
         if result.ok:
             row.status, row.error = DONE, ""
             row.probabilities, row.urgent = result.probabilities, result.urgent
+            if self.policy is not None:  # the same rule as the engine's, at the operating point shown
+                row.urgent = self._flag(row)
         else:
             row.status, row.error = ERROR, result.error
         return row
 
+    def _flag(self, row: Row) -> bool:
+        return self.policy is not None and row.flaggable and self.policy.is_urgent(row.probabilities)
+
+    def set_policy(self, policy: TriagePolicy) -> int:
+        """Flag every scored row at ``policy``'s threshold; returns the number of urgent rows."""
+        self.policy = policy
+        for row in self.rows:
+            if row.status == DONE:
+                row.urgent = self._flag(row)
+        return sum(row.urgent for row in self.rows)
+
+    def score(self, row: Row) -> float:
+        """The urgent finding's probability (NaN when not scored or no policy is set)."""
+        if self.policy is None or row.status != DONE:
+            return math.nan
+        return row.probabilities.get(self.policy.finding, math.nan)
+
+    def _entry(self, row: Row) -> QueueEntry:
+        return QueueEntry(row.arrival, row.arrived_at, row.urgent, self.score(row))
+
+    def overdue(self, row: Row, now: float | None = None) -> bool:
+        """Has the study waited longer than ``max_wait_s`` (and so been moved up the list)?"""
+        return is_overdue(self._entry(row), time.time() if now is None else now, self.max_wait_s)
+
     def ordered(self, now: float | None = None) -> list[Row]:
-        entries = [QueueEntry(r.arrival, r.arrived_at, r.urgent) for r in self.rows]
+        entries = [self._entry(r) for r in self.rows]
         order = priority_order(entries, time.time() if now is None else now, self.max_wait_s)
         return [self.rows[i] for i in order]
 

@@ -1,0 +1,100 @@
+"""The window's toolbar, Help menu and their handlers: filters, maximum wait, device, operating point."""
+
+from __future__ import annotations
+
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import QCheckBox, QComboBox, QLabel, QSpinBox, QToolBar
+
+from cxr_desktop.inference.triage import TriagePolicy
+from cxr_desktop.ui.help import HelpDialog
+from cxr_desktop.ui.operating_point import OperatingPointBox
+
+
+class Controls:
+    """Mixed into the main window, which provides the file actions, ``worklist``, ``model``, ``engine``,
+    ``findings``, ``folder_watch``, ``request_model`` and ``_dirty``."""
+
+    def _build_toolbar(self) -> None:
+        bar = QToolBar("Main", self)
+        self.addToolBar(bar)
+        for text, slot in (
+            ("Open folder…", self.choose_folder),
+            ("Open files…", self.choose_files),
+            ("Open model…", self.choose_model),
+            ("Export CSV…", self.choose_export),
+        ):
+            action = QAction(text, self)
+            action.triggered.connect(slot)
+            bar.addAction(action)
+        bar.addSeparator()
+        self.urgent_only = QCheckBox("Urgent only")
+        self.unreviewed_only = QCheckBox("Unreviewed only")
+        self.hot_folder = QCheckBox("Watch folder")
+        for box in (self.urgent_only, self.unreviewed_only, self.hot_folder):
+            bar.addWidget(box)
+        self.urgent_only.toggled.connect(self._filters_changed)
+        self.unreviewed_only.toggled.connect(self._filters_changed)
+        self.hot_folder.toggled.connect(lambda on: self.folder_watch.set(on))
+        bar.addSeparator()
+        bar.addWidget(QLabel(" Operating point: "))
+        self.point_box = OperatingPointBox()
+        self.point_box.chosen.connect(self.set_operating_point)
+        bar.addWidget(self.point_box)
+        bar.addWidget(QLabel(" Max wait (min): "))
+        self.max_wait = QSpinBox(minimum=1, maximum=24 * 60, value=int(self.worklist.max_wait_s / 60))
+        self.max_wait.setToolTip("A study that has waited this long moves to the top of the list")
+        self.max_wait.valueChanged.connect(self._max_wait_changed)
+        bar.addWidget(self.max_wait)
+        bar.addWidget(QLabel(" Device: "))
+        self.device_box = QComboBox()
+        self.device_box.addItems(["auto", "cpu", "cuda"])
+        self.device_box.setCurrentText(self.device)
+        self.device_box.currentTextChanged.connect(self._device_changed)
+        bar.addWidget(self.device_box)
+
+    def _build_help_menu(self) -> None:
+        self.help_dialog = HelpDialog(self)
+        action = QAction("Keys and gestures", self)
+        action.setShortcut(QKeySequence(QKeySequence.StandardKey.HelpContents))  # F1
+        action.triggered.connect(self.show_help)
+        self.menuBar().addMenu("&Help").addAction(action)
+        self.help_action = action
+
+    def show_help(self) -> None:
+        self.help_dialog.show()
+        self.help_dialog.raise_()
+
+    def set_operating_point(self, name: str) -> None:
+        """Flag the worklist at once at the card's operating point ``name``; studies scored later use it too."""
+        if self.engine is None:
+            return
+        card = self.engine.card
+        policy = TriagePolicy.from_card(card, name)
+        self.engine.policy = policy  # read by the scoring thread for the next results
+        urgent = self.worklist.set_policy(policy)
+        self.findings.set_card(card, name)
+        self._describe_model()
+        self._dirty = True
+        self.statusBar().showMessage(f"Operating point {name}: {urgent} urgent", 8000)
+
+    def _describe_model(self) -> None:
+        engine = self.engine
+        policy = engine.policy
+        self.findings.model_label.setText(
+            f"Model: {engine.card.model_id}\nDevice: {engine.device_name}\n"
+            f"Operating point: {policy.operating_point} "
+            f"({policy.finding.replace('_', ' ')} ≥ {policy.threshold:.3f})"
+        )
+
+    def _filters_changed(self) -> None:
+        self.model.urgent_only = self.urgent_only.isChecked()
+        self.model.unreviewed_only = self.unreviewed_only.isChecked()
+        self._dirty = True
+
+    def _max_wait_changed(self, minutes: int) -> None:
+        self.worklist.max_wait_s = minutes * 60.0
+        self._dirty = True
+
+    def _device_changed(self, device: str) -> None:
+        if self.engine is not None:
+            self.request_model.emit(str(self.engine.bundle.path), device)
