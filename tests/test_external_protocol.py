@@ -9,6 +9,7 @@ import pytest
 from trainer_helpers import make_folder_dataset, write_config
 
 from cxr_desktop.core.bundle import read_card
+from cxr_desktop.inference.triage import point_rates
 from cxr_desktop.studies.synthetic import synthetic_chest
 from trainer.cli import main as train_main
 from trainer.evaluate import evaluate_predictions, is_degenerate, markdown_table
@@ -109,7 +110,17 @@ def test_export_tunes_on_one_half_and_evaluation_records_the_other(tmp_path):
     assert list(metrics["findings"]) == ["Cardiomegaly"], "untrained outputs are not evaluated"
     assert {"ece", "brier", "bins"} <= set(metrics["calibration"]) and (tmp_path / "ev" / "reliability.png").exists()
     assert {"male", "female", "PA", "AP"} <= set(metrics["subgroups"])
-    assert "rep" in read_card(bundle).metrics["checks"]
+    card = read_card(bundle)
+    assert "rep" in card.metrics["checks"]
+    # what each operating point flags on the report half is what the app's chooser shows
+    recorded = card.metrics["external_operating_points"]["operating_points"]
+    assert set(recorded) == set(card.operating_points)
+    scores = np.load(tmp_path / "ev" / "probabilities.npy")[:, 1]
+    threshold = card.operating_points["sensitivity_0.90"]["Cardiomegaly"]
+    assert recorded["sensitivity_0.90"]["flag_rate"] == pytest.approx(np.mean(scores >= threshold))
+    rates = {r.name: r for r in point_rates(card)}
+    assert rates["sensitivity_0.90"].flag_rate == pytest.approx(recorded["sensitivity_0.90"]["flag_rate"])
+    assert "report half" in rates["sensitivity_0.90"].where
     weak = {"findings": {"Cardiomegaly": {"auroc": 0.7, "auroc_ci95": [0.6, 0.8], "degenerate": False}}}
     with pytest.raises(ValueError, match="did not pass external validation"):
         record_in_card(bundle, "weak", weak, "test", validate=True)

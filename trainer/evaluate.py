@@ -163,9 +163,11 @@ def write_evaluation(
     extra: dict | None = None,
     focus: str | None = None,
     metadata: list[dict[str, str]] | None = None,
+    points: dict[str, dict[str, float]] | None = None,
 ) -> dict:
-    """Metrics of every labelled finding; for ``focus`` (the urgent finding) also calibration (reliability.png)
-    and, where ``metadata`` is given, AUROC by sex, age band and view."""
+    """Metrics of every labelled finding; for ``focus`` (the urgent finding) also calibration (reliability.png),
+    what each named operating point in ``points`` flags, and, where ``metadata`` is given, AUROC by sex, age
+    band and view."""
     out.mkdir(parents=True, exist_ok=True)
     result = evaluate_predictions(labels, probs, thresholds)
     result.update(extra or {})
@@ -173,6 +175,9 @@ def write_evaluation(
     if focus and focus in result["findings"]:
         column = FINDINGS.index(focus)
         y, p = labels[:, column], probs[:, column]
+        if points:
+            result["operating_points"] = point_rates(y, p, points, focus)
+            sections.append(points_markdown(result["operating_points"], focus))
         result["calibration"] = {"finding": focus, **calibration(y, p)}
         plot_reliability(result["calibration"], out / "reliability.png", f"{focus}: reliability")
         sections.append(calibration_markdown(result["calibration"]))
@@ -188,6 +193,39 @@ def write_evaluation(
     )
     np.save(out / "probabilities.npy", probs)
     return result
+
+
+def point_rates(y: np.ndarray, p: np.ndarray, points: dict[str, dict[str, float]], finding: str) -> dict:
+    """For each named operating point with a threshold for ``finding``: the share of images it flags and its
+    sensitivity and specificity here."""
+    known = ~np.isnan(y)
+    rates = {}
+    for name, thresholds in points.items():
+        if finding not in thresholds:
+            continue
+        stats = binary_stats(y, p, thresholds[finding])
+        rates[name] = {
+            "threshold": stats.threshold,
+            "flag_rate": float(np.mean(p[known] >= stats.threshold)) if known.any() else float("nan"),
+            "sensitivity": stats.sensitivity,
+            "specificity": stats.specificity,
+        }
+    return rates
+
+
+def points_markdown(rates: dict, finding: str) -> str:
+    lines = [
+        f"## Operating points ({finding})",
+        "",
+        "| operating point | threshold | flagged | sensitivity | specificity |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, r in rates.items():
+        lines.append(
+            f"| {name} | {r['threshold']:.3f} | {r['flag_rate']:.1%} | {_fmt(r['sensitivity'])} | "
+            f"{_fmt(r['specificity'])} |"
+        )
+    return "\n".join(lines)
 
 
 def calibration_markdown(result: dict) -> str:

@@ -60,10 +60,14 @@ def validated_from(result: dict, trained: list[str], floor: float = VALIDATION_F
     ]
 
 
-def record_in_card(bundle_dir: Path, name: str, result: dict, how: str, validate: bool = False) -> None:
+def record_in_card(
+    bundle_dir: Path, name: str, result: dict, how: str, validate: bool = False, rates: bool = False
+) -> None:
     """Add an external check to the bundle card's metrics (the weights and their sha256 are untouched); with
     ``validate``, this check also sets the card's ``validated_findings`` — refused, leaving the card as it
-    was, when the urgent finding does not pass (such a model must not triage)."""
+    was, when the urgent finding does not pass (such a model must not triage). With ``rates`` (a report half,
+    which no threshold saw) the check is also the card's ``external_operating_points``: the flag rate,
+    sensitivity and specificity of each operating point that the app's chooser shows."""
     current = read_card(bundle_dir)
     card_path = bundle_dir / CARD_NAME
     card = json.loads(card_path.read_text(encoding="utf-8"))
@@ -79,6 +83,13 @@ def record_in_card(bundle_dir: Path, name: str, result: dict, how: str, validate
         card["validated_findings"] = validated
         card["metrics"]["validation_check"] = name
         log.info("validated findings (AUROC lower 95 %% bound >= %.2f on %s): %s", VALIDATION_FLOOR, name, validated)
+    if rates and result.get("operating_points"):
+        urgent = current.urgent_finding
+        card["metrics"]["external_operating_points"] = {
+            "check": name,
+            "findings": {urgent: result["findings"][urgent]},
+            "operating_points": result["operating_points"],
+        }
     tmp = card_path.with_suffix(".tmp")
     tmp.write_text(json.dumps(card, indent=2), encoding="utf-8")
     os.replace(tmp, card_path)
@@ -94,6 +105,7 @@ class Source:
     spec: PreprocessSpec
     cache: str
     thresholds: dict[str, float]
+    points: dict[str, dict[str, float]]
     trained: list[str]
     urgent: str
     splits: Splits | None
@@ -108,18 +120,16 @@ def load_source(args: argparse.Namespace) -> Source:
         thresholds = thresholds_on(splits.val.labels, val_probs, 0.9)
         trained = labelled_findings([t for _, t in splits.items()])
         urgent = run.config.binary or URGENT_FINDING
-        return Source(
-            f"run {args.run.name}", run.model, run.config.spec(), run.config.cache, thresholds, trained, urgent, splits
-        )
+        points = {"sensitivity_0.90": thresholds}
+        spec, cache = run.config.spec(), run.config.cache
+        return Source(f"run {args.run.name}", run.model, spec, cache, thresholds, points, trained, urgent, splits)
     bundle = load_bundle(args.model)
     card = bundle.card
     trained_with = card.provenance.get("config")
     # a bundle exported by cxr-train knows its training config, so its own val/test split can be rebuilt
     splits = build_splits(TrainConfig(**trained_with)) if trained_with and not args.labels else None
-    trained = list(getattr(card, "trained_findings", None) or FINDINGS)
-    return Source(
-        f"model {card.model_id}", bundle.model, card.spec, "", card.thresholds, trained, card.urgent_finding, splits
-    )
+    name, points, urgent = f"model {card.model_id}", card.operating_points, card.urgent_finding
+    return Source(name, bundle.model, card.spec, "", card.thresholds, points, card.trained_findings, urgent, splits)
 
 
 def evaluate_command(args: argparse.Namespace) -> int:
@@ -152,9 +162,12 @@ def evaluate_command(args: argparse.Namespace) -> int:
         {"images": len(table), "source": source.name, "where": where, "trained_findings": source.trained},
         focus=source.urgent,
         metadata=images.metadata,
+        points=source.points,
     )
     if args.record_as and args.model:
-        record_in_card(args.model, args.record_as, result, f"cxr-train evaluate on {where}", args.validate)
+        record_in_card(
+            args.model, args.record_as, result, f"cxr-train evaluate on {where}", args.validate, args.half == "report"
+        )
     print(markdown_table(result))
     print(f"\nwritten to {out} (metrics.json, metrics.md, roc.png, reliability.png)")
     return 0

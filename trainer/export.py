@@ -17,6 +17,7 @@ from trainer.evaluate import (
     evaluate_predictions,
     labelled_findings,
     load_run,
+    point_rates,
     predict_table,
     thresholds_on,
 )
@@ -87,6 +88,10 @@ def export_run(
         tune_labels, tune_probs, tuned_on = external_tuning(run, *threshold_images, trained, urgent, device)
         points = operating_points(tune_labels, tune_probs, target_sensitivity)
         metrics["threshold_tuning"] = evaluate_predictions(tune_labels, tune_probs, points[default_point])
+        column = FINDINGS.index(urgent)
+        metrics["threshold_tuning"]["operating_points"] = point_rates(
+            tune_labels[:, column], tune_probs[:, column], points, urgent
+        )
     else:
         points = operating_points(splits.val.labels, val_probs, target_sensitivity)
         tuned_on = {"split": "validation", "n": len(splits.val)}

@@ -89,7 +89,12 @@ class PointRate:
         return f"{name}: flags {self.flag_rate:.0%} ({self.where})"
 
 
-METRIC_SECTIONS = (("threshold_tuning", "threshold tuning"), ("validation", "validation"))
+# the external report half (images no threshold saw) first, then the images the thresholds were chosen on
+METRIC_SECTIONS = (
+    ("external_operating_points", "external NIH report half"),
+    ("threshold_tuning", "threshold tuning"),
+    ("validation", "validation"),
+)
 
 
 def point_rates(card: ModelCard) -> list[PointRate]:
