@@ -36,14 +36,13 @@ LIMITATIONS = [
 
 
 def operating_points(labels: np.ndarray, probs: np.ndarray, target: float) -> dict[str, dict[str, float]]:
-    points = {
-        f"sensitivity_{target:.2f}": thresholds_on(labels, probs, target),
-        "sensitivity_0.95": thresholds_on(labels, probs, 0.95),
-        "youden": {
-            name: youden_threshold(labels[:, i], probs[:, i])
-            for i, name in enumerate(FINDINGS)
-            if np.nansum(labels[:, i]) > 0
-        },
+    """Sensitivity 0.90 and 0.95 (and ``target``, the default point), and Youden's J, per labelled finding."""
+    targets = sorted({0.90, 0.95, round(target, 2)})
+    points = {f"sensitivity_{t:.2f}": thresholds_on(labels, probs, t) for t in targets}
+    points["youden"] = {
+        name: youden_threshold(labels[:, i], probs[:, i])
+        for i, name in enumerate(FINDINGS)
+        if np.nansum(labels[:, i]) > 0
     }
     return points
 
