@@ -44,7 +44,8 @@ def open_window(qtbot, bundle, store_path, folder):
     qtbot.waitUntil(
         lambda: len(window.worklist.rows) == count and window.worklist.counts()["queued"] == 0, timeout=120_000
     )
-    qtbot.wait(300)  # one refresh tick
+    qtbot.waitUntil(lambda: window.model.rowCount() == count, timeout=10_000)  # the table's next refresh
+    qtbot.wait(300)  # and one more tick, after the last score
     return window
 
 

@@ -312,7 +312,7 @@ def test_the_window_takes_scope_and_urgent_finding_from_the_card(qtbot, scoped_b
     qtbot.waitUntil(lambda: window.engine is not None, timeout=60_000)
     window.open_paths([str(studies)])
     qtbot.waitUntil(lambda: window.worklist.counts()["done"] == 3, timeout=60_000)
-    qtbot.wait(300)
+    qtbot.waitUntil(lambda: window.model.rowCount() == 3, timeout=10_000)  # the table's next refresh
     assert window.model.headerData(1, Qt.Orientation.Horizontal) == "Edema"
     assert "Edema ≥" in window.findings.model_label.text() and window.findings.bars.urgent == "Edema"
     row = window.model.visible[0]

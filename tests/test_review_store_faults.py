@@ -140,6 +140,8 @@ def open_window(qtbot, bundle, store, folder):
     qtbot.waitUntil(lambda: window.engine is not None, timeout=60_000)
     window.open_paths([str(folder)])
     qtbot.waitUntil(lambda: bool(window.worklist.rows) and window.worklist.counts()["queued"] == 0, timeout=60_000)
+    # the table shows the worklist's rows at its next refresh: select only once they are there
+    qtbot.waitUntil(lambda: window.model.rowCount() == len(window.worklist.rows), timeout=10_000)
     window.table.selectRow(0)
     qtbot.waitUntil(lambda: window.current is not None, timeout=5_000)
     return window
