@@ -43,7 +43,8 @@ def test_a_failed_file_is_read_again_when_it_changes(qtbot, tiny_bundle, tmp_pat
     path = folder / "broken.png"
     path.write_bytes(PNG[: len(PNG) // 2])
     qtbot.waitUntil(lambda: status_of(window, path) == ERROR, timeout=20_000)
-    assert "corrupt or truncated" in window.worklist.get(path).error
+    # caught mid-write it may also read as empty (seen once on a clean CI run): either way it is an error row
+    assert any(reason in window.worklist.get(path).error for reason in ("corrupt or truncated", "empty"))
     path.write_bytes(PNG)  # the sender fixes the file
     qtbot.waitUntil(lambda: status_of(window, path) == DONE, timeout=20_000)
     assert window.worklist.get(path).error == "" and len(window.worklist.rows) == 1
