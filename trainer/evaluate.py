@@ -146,6 +146,13 @@ def labelled_findings(tables: list[SampleTable]) -> list[str]:
     return [name for i, name in enumerate(FINDINGS) if any(np.nansum(t.labels[:, i]) > 0 for t in tables)]
 
 
+def trained_labels(labels: np.ndarray, trained: list[str]) -> np.ndarray:
+    """A copy of ``labels`` with the findings a model was not trained on unlabelled (NaN): never evaluated."""
+    masked = labels.copy()
+    masked[:, [i for i, name in enumerate(FINDINGS) if name not in trained]] = np.nan
+    return masked
+
+
 def thresholds_on(labels: np.ndarray, probs: np.ndarray, sensitivity: float) -> dict[str, float]:
     return {
         name: threshold_at_sensitivity(labels[:, i], probs[:, i], sensitivity)

@@ -24,6 +24,7 @@ from trainer.evaluate import (
     markdown_table,
     predict_table,
     thresholds_on,
+    trained_labels,
     write_evaluation,
 )
 from trainer.external import LabelledImages, nih_labelled, select_half
@@ -148,8 +149,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
     table = images.table
     if len(table) == 0:
         raise ValueError("no labelled images to evaluate")
-    labels = table.labels.copy()
-    labels[:, [i for i, name in enumerate(FINDINGS) if name not in source.trained]] = np.nan  # untrained outputs
+    labels = trained_labels(table.labels, source.trained)
     log.info("scoring %d images (%s)", len(table), where)
     probs = predict_table(source.model, table, source.spec, source.cache, args.device)
     out = args.out or (args.run / f"eval-{args.split}" if args.run else Path("eval"))

@@ -20,6 +20,7 @@ from trainer.evaluate import (
     point_rates,
     predict_table,
     thresholds_on,
+    trained_labels,
 )
 from trainer.external import nih_labelled, select_half
 from trainer.metrics import youden_threshold
@@ -52,8 +53,7 @@ def external_tuning(
 ) -> tuple[np.ndarray, np.ndarray, dict]:
     """Labels (untrained findings masked) and probabilities on the external protocol's tune half."""
     tune = select_half(nih_labelled(folders, labels_csv), "tune", FINDINGS.index(urgent)).table
-    labels = tune.labels.copy()
-    labels[:, [i for i, name in enumerate(FINDINGS) if name not in trained]] = np.nan
+    labels = trained_labels(tune.labels, trained)
     log.info("choosing thresholds on the tune half of %s: %d images", [str(f) for f in folders], len(tune))
     probs = predict_table(run.model, tune, run.config.spec(), "", device)
     where = {"images": [str(f) for f in folders], "labels": str(labels_csv), "half": "tune", "n": len(tune)}
