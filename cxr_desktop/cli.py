@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 from tqdm import tqdm
 
-from cxr_desktop.core.bundle import BundleError, ModelCard
+from cxr_desktop.core.bundle import BundleError, BundleMissingError, ModelCard
 from cxr_desktop.core.heatmap_overlay import overlay
 from cxr_desktop.core.labels import FINDINGS
 from cxr_desktop.core.preprocess import to_uint8
@@ -108,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
             backend=args.backend,
         )
     except (BundleError, RuntimeError, ValueError, KeyError) as exc:
-        hint = "" if args.model else " (no default model is installed; pass --model BUNDLE)"
+        missing_default = not args.model and isinstance(exc, BundleMissingError)
+        hint = " (no default model is installed; pass --model BUNDLE)" if missing_default else ""
         print(f"cxr-triage: cannot load model {model_dir}: {exc}{hint}", file=sys.stderr)
         return 2
     missing = [str(p) for p in args.paths if not p.exists()]

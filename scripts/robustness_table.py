@@ -37,6 +37,9 @@ Other guarantees of the same issue, and the tests that check them:
 | The trainer resumes after SIGKILL and ends with the metrics of an uninterrupted run | `tests/test_trainer_runs.py::test_resume_after_kill_matches_an_uninterrupted_run` |
 | A bundle with a wrong sha256, unknown format version, other labels, truncated weights or a pickle payload is refused; the app keeps its model | `tests/test_bundle.py`, `tests/test_app_input.py` |
 | A changed ONNX copy, or one that computes something else than the weights, is refused | `tests/test_onnx_backend.py` |
+| One integrity record covers the whole bundle: `card.json` records the weights' and the ONNX copy's sha256, and `bundle_sha256` is the sha256 of the card's own content, checked at every load; an edited threshold, urgent finding, preprocessing or model id is refused; the first 12 hex digits are the bundle's fingerprint, shown beside the model id in the app and on `cxr-triage`'s stderr | `tests/test_bundle_integrity.py` |
+| The default bundle's record is pinned in the package (`core/resources.py`): an edited default bundle is refused even when its record was recomputed | `tests/test_bundle_integrity.py::test_an_edited_default_bundle_is_refused_even_when_resealed` |
+| The ONNX agreement probe is 4 of the shipped real radiographs, picked, cropped and gamma-varied by a seed drawn at every load, plus 2 noise images; an ONNX crafted to match the weights on noise only (which passed the old seed-0 noise probe) is refused | `tests/test_bundle_integrity.py::test_a_crafted_onnx_that_passes_a_noise_probe_is_refused` |
 | No network access at run time (sockets blocked) | `tests/test_privacy_offline.py` |
 | Logs and messages never contain patient names or IDs | `tests/test_privacy_offline.py` |
 | A file deleted between scan and read; a file the OS refuses to read | `tests/test_bad_inputs.py` |

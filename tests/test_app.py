@@ -202,3 +202,18 @@ def test_the_demo_worklist_reads_at_a_glance(qtbot, tmp_path):
     window.help_action.trigger()
     assert window.help_dialog.isVisible() and "Keys" in window.help_dialog.text.text()
     assert window.help_action.shortcut().toString() == "F1"
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without a CUDA device")
+def test_a_device_the_machine_lacks_is_said_and_auto_recovers(qtbot, tmp_path, tiny_bundle):
+    """Started with --device cuda on a machine without a GPU: the status says why no model loaded; picking
+    "auto" in the Device box loads it, and the model panel shows the bundle's fingerprint."""
+    window = MainWindow(tiny_bundle, ReviewStore(tmp_path / "r.sqlite3"), device="cuda")
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitUntil(lambda: "no CUDA device" in window.status_label.text(), timeout=60_000)
+    assert window.engine is None
+    window.device_box.setCurrentText("auto")
+    qtbot.waitUntil(lambda: window.engine is not None, timeout=60_000)
+    fingerprint = window.engine.card.fingerprint
+    assert fingerprint and f"fingerprint {fingerprint}" in window.findings.model_label.text()

@@ -48,12 +48,13 @@ def studies(tmp_path_factory) -> Path:
 
 
 def edited(source: Path, tmp_path: Path, **changes) -> Path:
-    """A copy of a bundle whose card has ``changes`` (the weights and their checksum are untouched)."""
+    """A copy of a bundle whose card has ``changes`` (the weights and their checksum are untouched), resealed
+    with its integrity record: these tests are about what the card says, not about tampering."""
     folder = tmp_path / "edited"
     shutil.copytree(source, folder)
     data = json.loads((folder / B.CARD_NAME).read_text())
     data.update(changes)
-    (folder / B.CARD_NAME).write_text(json.dumps(data))
+    B.write_card(folder, data)
     return folder
 
 
@@ -64,7 +65,7 @@ def test_older_cards_keep_working_with_all_findings_trained(tiny_bundle, tmp_pat
     data = json.loads((tiny_bundle / B.CARD_NAME).read_text())
     del data["trained_findings"], data["validated_findings"]
     folder = edited(tiny_bundle, tmp_path)
-    (folder / B.CARD_NAME).write_text(json.dumps(data))
+    B.write_card(folder, data)
     card = B.read_card(folder)
     assert card.trained_findings == list(FINDINGS) and card.validated_findings is None
     assert card.untrained_findings == [] and card.research_findings == [] and card.shown_findings == list(FINDINGS)
@@ -85,7 +86,7 @@ def test_an_older_card_takes_its_trained_findings_from_provenance(tiny_bundle, t
     folder = edited(tiny_bundle, tmp_path, provenance={"findings_with_labels": with_labels})
     data = json.loads((folder / B.CARD_NAME).read_text())
     del data["trained_findings"]
-    (folder / B.CARD_NAME).write_text(json.dumps(data))
+    B.write_card(folder, data)
     assert B.read_card(folder).trained_findings == trained
 
 

@@ -12,7 +12,7 @@ from conftest import make_tiny_bundle
 from hostile_inputs import CHEST, columns_changed, fifo, sideways_jpeg
 
 from cxr_desktop.cli import main as triage_main
-from cxr_desktop.core.bundle import BundleFormatError, load_bundle, read_card, save_bundle
+from cxr_desktop.core.bundle import BundleFormatError, load_bundle, read_card, save_bundle, write_card
 from cxr_desktop.inference.engine import NON_FINITE_ERROR, Engine
 from cxr_desktop.studies import dicom
 from cxr_desktop.studies.reader import read_header, read_study
@@ -159,7 +159,7 @@ def test_card_numbers_are_bounded(tmp_path):
     folder = make_tiny_bundle(tmp_path / "big")
     card = json.loads((folder / "card.json").read_text())
     card["preprocessing"]["input_size"] = 100000
-    (folder / "card.json").write_text(json.dumps(card))
+    write_card(folder, card)
     with pytest.raises(BundleFormatError, match="input_size 100000 is out of range"):
         read_card(folder)
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from conftest import make_tiny_bundle
 
-from cxr_desktop.core.bundle import BundleChecksumError, ModelCard, load_bundle, save_bundle
+from cxr_desktop.core.bundle import BundleChecksumError, ModelCard, load_bundle, save_bundle, write_card
 from cxr_desktop.core.resources import default_model_dir
 from cxr_desktop.inference.engine import Engine
 from cxr_desktop.inference.onnx_scorer import OnnxMismatchError
@@ -53,7 +53,7 @@ def test_an_onnx_file_from_other_weights_is_refused(onnx_bundles, tmp_path):
     shutil.copy(onnx_bundles[0] / "model.onnx", mixed / "model.onnx")
     card = ModelCard(**json.loads((mixed / "card.json").read_text()))
     card.onnx_sha256 = load_bundle(onnx_bundles[0]).card.onnx_sha256
-    (mixed / "card.json").write_text(card.to_json())
+    write_card(mixed, card)
     with pytest.raises(OnnxMismatchError, match="disagrees"):
         Engine(load_bundle(mixed), device="cpu")
 

@@ -1,4 +1,5 @@
 import csv
+import shutil
 
 import numpy as np
 import pytest
@@ -105,6 +106,22 @@ def test_self_test_decodes_every_shipped_codec(tiny_bundle, dicom_dir, capsys):
     ct = str(dicom_dir / "not_chest_ct_abdomen.dcm")
     assert app_main(["--self-test", ct, "--model", str(tiny_bundle), "--device", "cpu"]) == 1
     assert "modality CT" in capsys.readouterr().err
+
+
+def test_self_test_takes_a_folder_as_the_app_does(tiny_bundle, dicom_dir, tmp_path, capsys):
+    """A folder stands for its studies: the CT in it is listed as refused, the radiographs are scored; a
+    folder where nothing can be scored fails."""
+    from cxr_desktop.ui.app import main as app_main
+
+    assert app_main(["--self-test", str(dicom_dir), "--model", str(tiny_bundle), "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "not_chest_ct_abdomen.dcm refused as the app would: not a chest radiograph" in out
+    assert "siim_cr_chest_pa_jpeg_baseline.dcm Cardiomegaly" in out
+    only_ct = tmp_path / "only-ct"
+    only_ct.mkdir()
+    shutil.copy(dicom_dir / "not_chest_ct_abdomen.dcm", only_ct)
+    assert app_main(["--self-test", str(only_ct), "--model", str(tiny_bundle), "--device", "cpu"]) == 1
+    assert "no study in this folder could be scored" in capsys.readouterr().err
 
 
 def test_self_test_fails_clearly_without_a_model(tmp_path, capsys):

@@ -288,9 +288,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    from cxr_desktop.core.card import BundleError
+
     try:
         return args.func(args)
-    except (ValueError, KeyError, FileNotFoundError, yaml.YAMLError) as exc:
+    except (BundleError, ValueError, KeyError, FileNotFoundError, yaml.YAMLError) as exc:
         print(f"cxr-train {args.command}: {exc}", file=sys.stderr)
         return 2
 

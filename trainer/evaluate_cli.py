@@ -5,14 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from cxr_desktop.core.bundle import CARD_NAME, load_bundle, read_card
+from cxr_desktop.core.bundle import CARD_NAME, load_bundle, read_card, write_card
 from cxr_desktop.core.labels import FINDINGS, URGENT_FINDING
 from cxr_desktop.core.preprocess import PreprocessSpec
 from trainer.config import TrainConfig
@@ -91,9 +90,7 @@ def record_in_card(
             "findings": {urgent: result["findings"][urgent]},
             "operating_points": result["operating_points"],
         }
-    tmp = card_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(card, indent=2), encoding="utf-8")
-    os.replace(tmp, card_path)
+    write_card(bundle_dir, card)
     read_card(bundle_dir)  # still valid
 
 

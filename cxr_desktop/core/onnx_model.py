@@ -15,12 +15,12 @@ from pathlib import Path
 import torch
 
 from cxr_desktop.core.bundle import (
-    CARD_NAME,
     ONNX_NAME,
     LoadedBundle,
     ModelCard,
     sha256_of,
     verified_file,
+    write_card,
 )
 
 log = logging.getLogger(__name__)
@@ -66,8 +66,8 @@ def export_onnx(folder: str | Path, model: torch.nn.Module, card: ModelCard) -> 
         program.save(str(path))
     card.onnx_file = ONNX_NAME
     card.onnx_sha256 = sha256_of(path)
-    (folder / CARD_NAME).write_text(card.to_json(), encoding="utf-8")
-    log.info("wrote %s (%.1f MB)", path, path.stat().st_size / 1e6)
+    write_card(folder, card)
+    log.info("wrote %s (%.1f MB); bundle fingerprint %s", path, path.stat().st_size / 1e6, card.fingerprint)
     return path
 
 

@@ -6,6 +6,10 @@ import os
 import sys
 from pathlib import Path
 
+# the integrity record (``bundle_sha256`` in its card) of the default model this version ships: an edited
+# default bundle is refused (``core.bundle.load_bundle``). Update it whenever resources/models/default changes.
+DEFAULT_MODEL_SHA256 = "f93deda97848f18dd0722d30a08e8985ba8c1be75ff213ba6fed60244ae3a1da"
+
 
 def resources_dir() -> Path:
     """``resources/`` beside the package, inside a PyInstaller bundle, or as ``CXR_RESOURCES`` says."""

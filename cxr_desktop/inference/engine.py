@@ -6,7 +6,6 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-import stat
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -23,6 +22,7 @@ from cxr_desktop.core.explain import grad_cam, map_to_image
 from cxr_desktop.core.labels import finding_index
 from cxr_desktop.core.preprocess import normalize_input, resize_to_input, to_uint8
 from cxr_desktop.inference.onnx_scorer import OnnxScorer, onnxruntime_available, open_verified
+from cxr_desktop.inference.probe import probe_inputs
 from cxr_desktop.inference.triage import TriagePolicy
 from cxr_desktop.studies.reader import read_study
 from cxr_desktop.studies.study import StudyError, StudyInfo, is_lateral
@@ -39,26 +39,6 @@ def resolve_device(requested: str = "auto") -> torch.device:
     if requested not in ("cpu",) and not requested.startswith("cuda"):
         raise ValueError(f"unknown device {requested!r}; use auto, cpu or cuda")
     return torch.device(requested)
-
-
-def check_bundle_files(bundle: LoadedBundle) -> None:
-    """The files the card names must be regular files inside the bundle folder: no symbolic link (to a
-    file elsewhere, which someone else may change), no FIFO or device."""
-    folder = bundle.path.resolve()
-    for field_name in ("weights_file", "onnx_file"):
-        name = getattr(bundle.card, field_name)
-        if not name:
-            continue
-        path = bundle.path / name
-        try:
-            status = os.lstat(path)
-        except OSError as exc:
-            raise BundleFormatError(f"{bundle.path}: cannot access {name} ({exc.strerror or exc})") from None
-        if not stat.S_ISREG(status.st_mode) or path.resolve().parent != folder:
-            raise BundleFormatError(
-                f"{bundle.path}: {name} ({field_name}) must be a regular file inside the bundle folder, "
-                "not a symbolic link or a special file"
-            )
 
 
 @dataclass
@@ -103,7 +83,6 @@ class Engine:
         operating_point: str | None = None,
         backend: str = "auto",
     ) -> None:
-        check_bundle_files(bundle)
         self.bundle = bundle
         self.card = bundle.card
         self.spec = bundle.card.spec
@@ -119,16 +98,14 @@ class Engine:
             self.model = self.model.to(memory_format=torch.channels_last)
         self._cam_layer = cam_target_layer(self.card.architecture, self.model)
         self._model_lock = threading.Lock()  # scoring and Grad-CAM may come from different threads
+        self._probe_inputs = probe_inputs(self.spec)  # drawn anew at each load
         self._onnx = self._choose_onnx(backend)
-        self._probe()
+        self._check_probe()
 
-    def _probe(self) -> None:
-        """Refuse a model whose outputs are not finite (e.g. a NaN in its weights) on a probe batch: a gray
-        ramp and noise, scored by the backend that will score the studies."""
-        size = self.spec.input_size
-        ramp = np.tile(np.linspace(0, 255, size, dtype=np.float32).astype(np.uint8), (size, 1))
-        noise = np.random.default_rng().integers(0, 256, (size, size), dtype=np.uint8)
-        outputs = self.predict_inputs([ramp, noise])
+    def _check_probe(self) -> None:
+        """Refuse a model whose outputs are not finite (e.g. a NaN in its weights) on the probe batch, scored
+        by the backend that will score the studies."""
+        outputs = self.predict_inputs(self._probe_inputs)
         if not np.isfinite(outputs).all():
             raise BundleFormatError(
                 f"{self.bundle.path}: the model gives non-finite outputs (NaN or infinite) on a probe image; "
@@ -146,7 +123,7 @@ class Engine:
                 raise ValueError("the ONNX Runtime backend runs fp32 on the CPU only (use --device cpu)")
             if not onnxruntime_available():
                 raise RuntimeError("the ONNX backend was requested but onnxruntime is not installed")
-            scorer = open_verified(self.bundle)
+            scorer = open_verified(self.bundle, self._probe_inputs)
             if scorer is None:
                 raise RuntimeError(f"{self.bundle.path} has no ONNX file; add one with `cxr-train onnx BUNDLE`")
             return scorer
@@ -155,7 +132,7 @@ class Engine:
         if not onnxruntime_available():
             log.info("onnxruntime is not installed; scoring with PyTorch")
             return None
-        return open_verified(self.bundle)
+        return open_verified(self.bundle, self._probe_inputs)
 
     @property
     def backend(self) -> str:
@@ -172,7 +149,7 @@ class Engine:
 
     @property
     def description(self) -> str:
-        return f"{self.card.model_id} on {self.device_name}"
+        return f"{self.card.model_id} (fingerprint {self.card.fingerprint}) on {self.device_name}"
 
     # -- scoring -------------------------------------------------------------------------------------
 

@@ -29,7 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
 def self_test(model_dir: Path, device: str, files: list[Path] | None = None) -> int:
     """Load the model and triage a generated DICOM in each transfer syntax the codecs must handle
     (uncompressed, RLE, JPEG-LS, JPEG 2000; all lossless, so all must score the same), then any ``files``
-    given (e.g. real JPEG-baseline DICOMs), which must all be scored; no window opens."""
+    given (e.g. real JPEG-baseline DICOMs; a folder stands for the studies in it, as in the app), which must all
+    be scored, except that a study inside a folder may be refused with its reason (e.g. a CT) as long as the
+    folder gives at least one score; no window opens."""
     from pydicom.uid import JPEG2000Lossless, JPEGLSLossless, RLELossless
 
     from cxr_desktop.core.bundle import BundleError
@@ -48,9 +50,8 @@ def self_test(model_dir: Path, device: str, files: list[Path] | None = None) -> 
             write_dicom(Path(tmp) / f"self_test_{i}.dcm", pixels, syntax) for i, syntax in enumerate(syntaxes.values())
         ]
         results = list(engine.triage(paths))
-        given = list(engine.triage(files or []))
-    failed = [f"{name}: {r.error}" for name, r in zip(syntaxes, results, strict=True) if not r.ok]
-    failed += [f"{r.path.name}: {r.error}" for r in given if not r.ok]
+    given, failed = _triage_given(engine, files or [])
+    failed += [f"{name}: {r.error}" for name, r in zip(syntaxes, results, strict=True) if not r.ok]
     if failed:
         print("self-test FAILED: " + "; ".join(failed), file=sys.stderr)
         return 1
@@ -66,6 +67,30 @@ def self_test(model_dir: Path, device: str, files: list[Path] | None = None) -> 
     for r in given:
         print(f"self-test OK: {r.path.name} {urgent} {r.probabilities[urgent]:.3f}")
     return 0
+
+
+def _triage_given(engine, paths: list[Path]) -> tuple[list, list[str]]:
+    """The self-test's own studies: (scored results, failures). A file named must be scored; a folder must give
+    at least one score, and its refused studies are listed with their reasons."""
+    from cxr_desktop.studies.scan import iter_study_files
+
+    scored, failed = [], []
+    for path in paths:
+        if not path.is_dir():
+            result = next(engine.triage([path]))
+            if result.ok:
+                scored.append(result)
+            else:
+                failed.append(f"{path.name}: {result.error}")
+            continue
+        results = list(engine.triage(iter_study_files([path])))
+        for r in results:
+            if not r.ok:
+                print(f"self-test: {r.path.name} refused as the app would: {r.error}")
+        scored += [r for r in results if r.ok]
+        if not any(r.ok for r in results):
+            failed.append(f"{path}: no study in this folder could be scored")
+    return scored, failed
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -51,6 +51,8 @@ class Controls:
         self.device_box.setCurrentText(self.device)
         self.device_box.currentTextChanged.connect(self._device_changed)
         bar.addWidget(self.device_box)
+        self._requested_model = ""
+        self.request_model.connect(self._remember_requested_model)
 
     def _build_help_menu(self) -> None:
         self.help_dialog = HelpDialog(self)
@@ -81,7 +83,7 @@ class Controls:
         engine = self.engine
         policy = engine.policy
         self.findings.model_label.setText(
-            f"Model: {engine.card.model_id}\nDevice: {engine.device_name}\n"
+            f"Model: {engine.card.model_id} · fingerprint {engine.card.fingerprint}\nDevice: {engine.device_name}\n"
             f"Operating point: {policy.operating_point} "
             f"({policy.finding.replace('_', ' ')} ≥ {policy.threshold:.3f})"
         )
@@ -95,6 +97,12 @@ class Controls:
         self.worklist.max_wait_s = minutes * 60.0
         self._dirty = True
 
+    def _remember_requested_model(self, path: str, _device: str) -> None:
+        self._requested_model = path
+
     def _device_changed(self, device: str) -> None:
-        if self.engine is not None:
-            self.request_model.emit(str(self.engine.bundle.path), device)
+        """Reload the model on ``device``: the one in use, or the one asked for last when none loaded (e.g. the
+        app was started with a device it does not have)."""
+        path = str(self.engine.bundle.path) if self.engine is not None else self._requested_model
+        if path:
+            self.request_model.emit(path, device)
