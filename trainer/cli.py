@@ -280,7 +280,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_export)
 
     _add_onnx_experiment_and_list(sub)
+    _add_guard(sub)
     return parser
+
+
+def _add_guard(sub) -> None:
+    p = sub.add_parser(
+        "guard",
+        help="fit and measure a bundle's input guard (not a chest film, rotated, inverted)",
+        description="Fit the bundle's input guard on real radiographs and write it into the bundle: the "
+        "distance reference from the model's training images, the rotation/polarity probe and the 99th-percentile "
+        "distance cut-off from the tune half of NIH images; measured on the report half and on --non-chest images.",
+    )
+    p.add_argument("bundle", type=Path, help="the model bundle folder (its card is resealed)")
+    p.add_argument("--images", type=Path, nargs="+", required=True, metavar="DIR", help="NIH image folders")
+    p.add_argument("--labels", type=Path, required=True, help="the NIH Data_Entry CSV(.gz) for --images")
+    p.add_argument(
+        "--reference", type=Path, required=True, help="the model's training images: a label CSV or a folder"
+    )
+    p.add_argument("--max-reference", type=int, default=800, help="training images sampled for the reference")
+    p.add_argument("--non-chest", type=Path, help="a folder of images that are not chest radiographs, to measure")
+    p.add_argument("--regularisation", type=float, default=0.1, help="the probe's inverse L2 strength (C)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.set_defaults(func=_guard)
+
+
+def _guard(args: argparse.Namespace) -> int:
+    from trainer.guard import guard_command
+
+    return guard_command(args)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -41,6 +41,7 @@ from cxr_desktop.core.card import (  # noqa: F401 - the card's names are part of
     validate_card_fields,
     write_card,
 )
+from cxr_desktop.core.guard import InputGuard
 from cxr_desktop.core.labels import canonical_finding
 from cxr_desktop.core.resources import DEFAULT_MODEL_SHA256, default_model_dir
 
@@ -99,6 +100,7 @@ class LoadedBundle:
     card: ModelCard
     model: torch.nn.Module
     path: Path
+    guard: InputGuard | None = None  # the input guard, when the bundle has one (``cxr-train guard``)
 
 
 def verified_file(folder: Path, field_name: str, name: str, sha256: str) -> Path:
@@ -121,7 +123,7 @@ def check_regular_files(folder: Path, card: ModelCard) -> None:
     """The files the card names must be regular files inside the bundle folder: no symbolic link (to a
     file elsewhere, which someone else may change), no FIFO or device."""
     resolved = folder.resolve()
-    for field_name in ("weights_file", "onnx_file"):
+    for field_name in ("weights_file", "onnx_file", "guard_file"):
         name = getattr(card, field_name)
         if not name:
             continue
@@ -158,6 +160,7 @@ def load_bundle(folder: str | Path) -> LoadedBundle:
     weights_path = verified_file(folder, "weights_file", card.weights_file, card.weights_sha256)
     if card.onnx_file:
         verified_file(folder, "onnx_file", card.onnx_file, card.onnx_sha256)
+    guard = _load_guard(folder, card)
     state = _load_state(weights_path)
     model = create(card.architecture, num_outputs=len(card.labels), init="scratch")
     try:
@@ -167,4 +170,14 @@ def load_bundle(folder: str | Path) -> LoadedBundle:
             f"weights do not fit architecture {card.architecture!r}: {str(exc).splitlines()[0]}"
         ) from None
     model.eval()
-    return LoadedBundle(card=card, model=model, path=folder)
+    return LoadedBundle(card=card, model=model, path=folder, guard=guard)
+
+
+def _load_guard(folder: Path, card: ModelCard) -> InputGuard | None:
+    if not card.guard_file:
+        return None
+    path = verified_file(folder, "guard_file", card.guard_file, card.guard_sha256)
+    try:
+        return InputGuard.load(path, card.guard)
+    except (KeyError, TypeError, ValueError, SafetensorError, OSError) as exc:
+        raise BundleFormatError(f"{folder}: the input guard is unusable ({type(exc).__name__}: {exc})") from None

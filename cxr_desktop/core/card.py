@@ -83,6 +83,9 @@ class ModelCard:
     weights_sha256: str = ""
     onnx_file: str = ""  # optional ONNX copy of the model for ONNX Runtime (see core.onnx_model)
     onnx_sha256: str = ""
+    guard_file: str = ""  # optional input guard (core.guard): its tensors; its settings are ``guard``
+    guard_sha256: str = ""
+    guard: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
     bundle_sha256: str = ""  # the integrity record of the whole bundle (see the module docstring)
 

@@ -1,0 +1,201 @@
+"""``cxr-train guard``: fit a bundle's input guard (``cxr_desktop.core.guard``) on real radiographs and measure it.
+
+- the *reference* (the per-feature mean and spread the distance is measured from) is the model's training
+  images (a label CSV or a folder, sampled);
+- the orientation/polarity probe is a multinomial logistic regression on the standardised embeddings of the
+  NIH *tune* half shown upright, rotated 90°/180°/270° and inverted;
+- the distance cut-off is the 99th percentile of the tune half's upright images;
+- everything is then measured on what the fit never saw: the NIH *report* half (untouched: false alarms;
+  rotated and inverted: caught) and a folder of images that are not chest radiographs.
+
+The patient-wise halves are the external protocol's (``trainer.external``), so the guard never sees the
+report half either.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
+from cxr_desktop.core.guard import GUARD_NAME, OK, PROBE_CLASSES, InputGuard
+from cxr_desktop.core.preprocess import PreprocessSpec, normalize_input, resize_to_input, to_uint8
+from cxr_desktop.studies.reader import read_study
+from cxr_desktop.studies.study import StudyError
+
+log = logging.getLogger(__name__)
+
+VARIANTS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "upright": lambda g: g,
+    "rotated_90": lambda g: np.rot90(g, 1),
+    "rotated_180": lambda g: np.rot90(g, 2),
+    "rotated_270": lambda g: np.rot90(g, 3),
+    "inverted": lambda g: 255 - g,
+}
+assert tuple(VARIANTS) == PROBE_CLASSES
+CUTOFF_PERCENTILE = 99.0
+
+
+def classifier_head(model: nn.Module) -> nn.Linear:
+    """The model's last linear layer: its input is the pooled feature vector (the embedding)."""
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise ValueError(f"{type(model).__name__} has no linear classifier head")
+    return linears[-1]
+
+
+class Embedder:
+    """Embeddings (the classifier head's input) for uint8 gray images, in batches, on the CPU or a GPU."""
+
+    def __init__(self, model: nn.Module, spec: PreprocessSpec, device: torch.device, batch_size: int = 32) -> None:
+        self.model, self.spec, self.device, self.batch_size = model.eval().to(device), spec, device, batch_size
+        self._captured: list[torch.Tensor] = []
+        classifier_head(self.model).register_forward_pre_hook(lambda _m, args: self._captured.append(args[0]))
+
+    def __call__(self, grays: Iterable[np.ndarray]) -> np.ndarray:
+        inputs = [resize_to_input(np.ascontiguousarray(g), self.spec) for g in grays]
+        out = []
+        for start in range(0, len(inputs), self.batch_size):
+            batch = normalize_input(torch.from_numpy(np.stack(inputs[start : start + self.batch_size])), self.spec)
+            self._captured.clear()
+            with torch.inference_mode():
+                self.model(batch.to(self.device))
+            out.append(self._captured[-1].float().cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0, classifier_head(self.model).in_features), np.float32)
+
+
+def read_gray(path: Path) -> np.ndarray | None:
+    """A study as a display-polarity uint8 image through the app's own reader; None (logged) if refused."""
+    try:
+        return to_uint8(read_study(path).image)
+    except StudyError as exc:
+        log.warning("skipped %s: %s", path.name, exc.reason)
+        return None
+
+
+def embed_variants(embed: Embedder, paths: list[Path], chunk: int = 64) -> dict[str, np.ndarray]:
+    """Each image's embedding in every probe variant (decoded once per image)."""
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in VARIANTS}
+    for start in range(0, len(paths), chunk):
+        grays = [g for g in (read_gray(p) for p in paths[start : start + chunk]) if g is not None]
+        for name, vary in VARIANTS.items():
+            parts[name].append(embed([vary(g) for g in grays]))
+        log.info("embedded %d/%d images in %d variants", min(start + chunk, len(paths)), len(paths), len(VARIANTS))
+    return {name: np.concatenate(chunks) for name, chunks in parts.items()}
+
+
+def fit_guard(reference: np.ndarray, tune: dict[str, np.ndarray], regularisation: float = 0.1) -> InputGuard:
+    """The guard from reference embeddings and the tune half's embeddings in every variant."""
+    from sklearn.linear_model import LogisticRegression
+
+    mean = reference.mean(axis=0)
+    spread = reference.std(axis=0)
+    scale = np.maximum(spread, 1e-3 * float(spread.mean()) + 1e-6)  # a feature constant on the reference
+    features = np.concatenate([(tune[name] - mean) / scale for name in VARIANTS])
+    classes = np.repeat(np.arange(len(VARIANTS)), [len(tune[name]) for name in VARIANTS])
+    probe = LogisticRegression(C=regularisation, max_iter=5000).fit(features, classes)
+    unfitted = InputGuard(mean, scale, 1.0, probe.coef_, probe.intercept_)
+    cutoff = float(np.percentile(unfitted.distances(tune["upright"]), CUTOFF_PERCENTILE))
+    guard = InputGuard(mean, scale, cutoff, probe.coef_, probe.intercept_)
+    guard.check()
+    return guard
+
+
+def measure(guard: InputGuard, sets: dict[str, np.ndarray]) -> dict[str, dict]:
+    """For each named set of embeddings: how many, the share not ``ok``, and the count of each verdict."""
+    result = {}
+    for name, embeddings in sets.items():
+        verdicts = guard.verdicts(embeddings)
+        counts = {v: verdicts.count(v) for v in sorted(set(verdicts))}
+        flagged = sum(n for v, n in counts.items() if v != OK)
+        result[name] = {"n": len(verdicts), "flagged": flagged, "rate": flagged / max(len(verdicts), 1), **counts}
+    return result
+
+
+def save_guard(folder: Path, guard: InputGuard) -> Path:
+    path = folder / GUARD_NAME
+    guard.save(path)
+    return path
+
+
+def non_chest_grays(folder: Path) -> tuple[list[str], list[np.ndarray]]:
+    """Every image file in ``folder`` (PNG/JPEG through OpenCV, DICOM pixels as stored): the guard must call
+    each of them not a chest radiograph."""
+    names, grays = [], []
+    for path in sorted(folder.iterdir()):
+        gray = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE) if path.suffix.lower() != ".dcm" else None
+        if gray is None:
+            log.warning("skipped %s: not an image OpenCV reads", path.name)
+            continue
+        names.append(path.name)
+        grays.append(gray)
+    return names, grays
+
+
+def reference_paths(source: Path, limit: int, seed: int = 0) -> list[Path]:
+    """Up to ``limit`` training images, drawn with ``seed``: the rows of a label CSV (``path,label``, as
+    for training) or the images under a folder."""
+    if source.is_file():
+        from trainer.data.local import read_label_csv
+
+        paths = [row.path for row in read_label_csv(source)]
+    else:
+        paths = sorted(p for p in source.rglob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".dcm"))
+    if not paths:
+        raise ValueError(f"no training images in {source}")
+    picked = np.random.default_rng(seed).permutation(len(paths))[:limit]
+    return [paths[i] for i in sorted(picked)]
+
+
+def guard_command(args) -> int:
+    """Fit, measure, and write the guard into the bundle (its card resealed); prints the measurement."""
+    import json
+
+    from cxr_desktop.core.bundle import CARD_NAME, load_bundle, sha256_of, write_card
+    from trainer.external import nih_labelled, report_half
+    from trainer.fit import pick_device
+
+    bundle = load_bundle(args.bundle)
+    card = bundle.card
+    embed = Embedder(bundle.model, card.spec, pick_device(args.device))
+    images = nih_labelled(args.images, args.labels)
+    report = report_half(images.table.patients, images.table.labels[:, card.labels.index(card.urgent_finding)])
+    paths = images.table.paths
+    tune = embed_variants(embed, [p for p, r in zip(paths, report, strict=True) if not r])
+    held_out = embed_variants(embed, [p for p, r in zip(paths, report, strict=True) if r])
+    reference_grays = [g for g in map(read_gray, reference_paths(args.reference, args.max_reference)) if g is not None]
+    guard = fit_guard(embed(reference_grays), tune, args.regularisation)
+    sets = {f"NIH report half, {name.replace('_', ' ')}": held_out[name] for name in VARIANTS}
+    if args.non_chest:
+        names, grays = non_chest_grays(args.non_chest)
+        sets["not chest radiographs"] = embed(grays)
+        missed = [n for n, v in zip(names, guard.verdicts(sets["not chest radiographs"]), strict=True) if v == OK]
+        log.info("non-chest images the guard passed: %s", ", ".join(missed) or "none")
+    measured = measure(guard, sets)
+    save_guard(args.bundle, guard)
+    data = json.loads((args.bundle / CARD_NAME).read_text(encoding="utf-8"))
+    data.update(
+        guard_file=GUARD_NAME,
+        guard_sha256=sha256_of(args.bundle / GUARD_NAME),
+        guard={
+            "distance_cutoff": guard.distance_cutoff,
+            "min_confidence": guard.min_confidence,
+            "how": (
+                f"reference: {len(reference_grays)} training images from {args.reference.name}; probe and "
+                f"{CUTOFF_PERCENTILE:g}th-percentile distance cut-off fitted on the NIH tune half "
+                f"({len(tune['upright'])} images x {len(VARIANTS)} variants); measured on the report half"
+            ),
+            "measured": measured,
+        },
+    )
+    write_card(args.bundle, data)
+    load_bundle(args.bundle)  # the resealed bundle loads, guard included
+    print("| set | n | not ok | rate |\n|---|---:|---:|---:|")
+    for name, row in measured.items():
+        print(f"| {name} | {row['n']} | {row['flagged']} | {row['rate']:.3f} |")
+    return 0
