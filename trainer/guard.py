@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from cxr_desktop.core.architectures import classifier_head
 from cxr_desktop.core.guard import GUARD_NAME, OK, PROBE_CLASSES, InputGuard
 from cxr_desktop.core.preprocess import PreprocessSpec, normalize_input, resize_to_input, to_uint8
 from cxr_desktop.studies.reader import read_study
@@ -39,14 +40,6 @@ VARIANTS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 }
 assert tuple(VARIANTS) == PROBE_CLASSES
 CUTOFF_PERCENTILE = 99.0
-
-
-def classifier_head(model: nn.Module) -> nn.Linear:
-    """The model's last linear layer: its input is the pooled feature vector (the embedding)."""
-    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
-    if not linears:
-        raise ValueError(f"{type(model).__name__} has no linear classifier head")
-    return linears[-1]
 
 
 class Embedder:

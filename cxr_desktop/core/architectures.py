@@ -82,6 +82,34 @@ def create(name: str, num_outputs: int, init: Init = "scratch") -> nn.Module:
     return model
 
 
+def classifier_head(model: nn.Module) -> nn.Linear:
+    """The model's last linear layer (the classifier of every registered architecture): its input is the
+    pooled feature vector, the *embedding* the input guard (``core.guard``) measures."""
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise ValueError(f"{type(model).__name__} has no linear classifier head")
+    return linears[-1]
+
+
+class WithEmbedding(nn.Module):
+    """``model`` returning ``(logits, embedding)``: for the ONNX copy, so that ONNX Runtime gives the guard its
+    input in the same pass."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.head = classifier_head(model)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        captured: list[torch.Tensor] = []
+        handle = self.head.register_forward_pre_hook(lambda _module, args: captured.append(args[0]))
+        try:
+            logits = self.model(x)
+        finally:
+            handle.remove()
+        return logits, captured[0]
+
+
 def cam_target_layer(name: str, model: nn.Module) -> nn.Module:
     """The layer whose activations Grad-CAM weighs (the last convolutional feature map)."""
     return get(name).cam_layer(model)

@@ -73,12 +73,14 @@ class InputGuard:
         return result
 
     def tensors(self) -> dict[str, np.ndarray]:
-        return {
-            "mean": self.mean.astype(np.float32),
-            "scale": self.scale.astype(np.float32),
-            "probe_weights": self.probe_weights.astype(np.float32),
-            "probe_bias": self.probe_bias.astype(np.float32),
+        arrays = {
+            "mean": self.mean,
+            "scale": self.scale,
+            "probe_weights": self.probe_weights,
+            "probe_bias": self.probe_bias,
         }
+        # C order: safetensors writes an array's memory as is (scikit-learn's coefficients are Fortran order)
+        return {name: np.ascontiguousarray(value, dtype=np.float32) for name, value in arrays.items()}
 
     def save(self, path: Path) -> None:
         from safetensors.numpy import save_file

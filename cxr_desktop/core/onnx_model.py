@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from cxr_desktop.core.architectures import WithEmbedding
 from cxr_desktop.core.bundle import (
     ONNX_NAME,
     LoadedBundle,
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
+EMBEDDING_NAME = "embedding"  # the classifier head's input, for the input guard (core.guard)
 # third-party loggers that report every graph pass at INFO during an export (~70 lines per model)
 EXPORT_LOGGERS = ("torch.onnx", "torch.export", "torch._export", "torch.fx", "onnxscript", "onnx_ir")
 
@@ -47,7 +49,8 @@ def quiet_export_logs(level: int = logging.WARNING) -> Iterator[None]:
 
 
 def export_onnx(folder: str | Path, model: torch.nn.Module, card: ModelCard) -> Path:
-    """Write ``model.onnx`` (dynamic batch) beside the weights and record it in ``card.json``."""
+    """Write ``model.onnx`` (dynamic batch; outputs the logits and the embedding) beside the weights and record
+    it in ``card.json``."""
     folder = Path(folder)
     size = card.spec.input_size
     example = torch.zeros(2, card.spec.channels, size, size)  # not 1: export would specialise on it
@@ -55,12 +58,12 @@ def export_onnx(folder: str | Path, model: torch.nn.Module, card: ModelCard) -> 
     path = folder / ONNX_NAME
     with quiet_export_logs():
         program = torch.onnx.export(
-            model.eval().float().cpu(),
+            WithEmbedding(model.eval().float().cpu()).eval(),
             (example,),
             dynamo=True,
             dynamic_shapes=({0: batch},),
             input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
+            output_names=[OUTPUT_NAME, EMBEDDING_NAME],
             verbose=False,
         )
         program.save(str(path))
