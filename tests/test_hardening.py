@@ -142,14 +142,14 @@ def test_a_model_with_non_finite_outputs_is_refused_at_load(tmp_path):
 def test_non_finite_outputs_in_a_batch_become_error_rows(tmp_path, tiny_bundle, monkeypatch):
     paths = [write_dicom(tmp_path / f"{i}.dcm", CHEST) for i in range(3)]
     engine = Engine.from_path(tiny_bundle, device="cpu")
-    real = engine.predict_inputs
+    real = engine._forward
 
     def one_nan(inputs):
-        out = real(inputs)
+        out, embeddings = real(inputs)
         out[1, 2] = np.nan
-        return out
+        return out, embeddings
 
-    monkeypatch.setattr(engine, "predict_inputs", one_nan)
+    monkeypatch.setattr(engine, "_forward", one_nan)
     results = list(engine.triage(paths))
     assert results[0].ok and results[2].ok
     assert results[1].error == NON_FINITE_ERROR and not results[1].probabilities

@@ -16,9 +16,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cxr_desktop.core.architectures import cam_target_layer
+from cxr_desktop.core.architectures import cam_target_layer, classifier_head
 from cxr_desktop.core.bundle import BundleFormatError, LoadedBundle, load_bundle
 from cxr_desktop.core.explain import grad_cam, map_to_image
+from cxr_desktop.core.guard import LATERAL, OK
 from cxr_desktop.core.labels import finding_index
 from cxr_desktop.core.preprocess import normalize_input, resize_to_input, to_uint8
 from cxr_desktop.inference.onnx_scorer import OnnxScorer, onnxruntime_available, open_verified
@@ -51,6 +52,9 @@ class StudyResult:
     probabilities: dict[str, float] = field(default_factory=dict)
     urgent: bool = False
     error: str = ""
+    # the input guard's verdict: "ok", a short reason not to flag on the score alone (core.guard), or ""
+    # when the model has no guard
+    quality: str = ""
 
     @property
     def ok(self) -> bool:
@@ -97,6 +101,8 @@ class Engine:
         if self.device.type == "cpu" or precision == "bf16":
             self.model = self.model.to(memory_format=torch.channels_last)
         self._cam_layer = cam_target_layer(self.card.architecture, self.model)
+        self._head = classifier_head(self.model)
+        self.guard = bundle.guard
         self._model_lock = threading.Lock()  # scoring and Grad-CAM may come from different threads
         self._probe_inputs = probe_inputs(self.spec)  # drawn anew at each load
         self._onnx = self._choose_onnx(backend)
@@ -124,15 +130,22 @@ class Engine:
             if not onnxruntime_available():
                 raise RuntimeError("the ONNX backend was requested but onnxruntime is not installed")
             scorer = open_verified(self.bundle, self._probe_inputs)
-            if scorer is None:
-                raise RuntimeError(f"{self.bundle.path} has no ONNX file; add one with `cxr-train onnx BUNDLE`")
+            if scorer is None or (self.guard is not None and not scorer.has_embedding):
+                raise RuntimeError(
+                    f"{self.bundle.path} has no ONNX file that gives the input guard its embedding; "
+                    "renew it with `cxr-train onnx BUNDLE`"
+                )
             return scorer
         if not usable or not self.card.onnx_file:
             return None
         if not onnxruntime_available():
             log.info("onnxruntime is not installed; scoring with PyTorch")
             return None
-        return open_verified(self.bundle, self._probe_inputs)
+        scorer = open_verified(self.bundle, self._probe_inputs)
+        if scorer is not None and self.guard is not None and not scorer.has_embedding:
+            log.warning("%s predates the input guard (no embedding output); scoring with PyTorch", self.card.onnx_file)
+            return None
+        return scorer
 
     @property
     def backend(self) -> str:
@@ -161,18 +174,26 @@ class Engine:
     def predict_inputs(self, inputs: list[np.ndarray]) -> np.ndarray:
         """Raw model outputs (N, 14) for preprocessed uint8 model inputs, untrained heads included; use
         ``reported`` to turn a row into the probabilities the rest of the app may show."""
+        return self._forward(inputs)[0]
+
+    def _forward(self, inputs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
+        """Probabilities (N, 14) and the embeddings the input guard reads (None where the ONNX copy predates
+        them)."""
         if not inputs:
-            return np.zeros((0, len(self.card.labels)), dtype=np.float32)
+            return np.zeros((0, len(self.card.labels)), dtype=np.float32), None
         batch = self._to_batch(inputs, channels_last=self._onnx is None)  # ONNX Runtime takes NCHW as is
         if self._onnx is not None:
-            return torch.sigmoid(torch.from_numpy(self._onnx(batch.numpy()))).numpy()
+            logits, embeddings = self._onnx(batch.numpy())
+            return torch.sigmoid(torch.from_numpy(logits)).numpy(), embeddings
+        captured: list[torch.Tensor] = []
         with self._model_lock, torch.inference_mode():
-            if self.precision == "bf16":
-                with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16):
+            handle = self._head.register_forward_pre_hook(lambda _module, args: captured.append(args[0]))
+            try:
+                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
                     logits = self.model(batch)
-            else:
-                logits = self.model(batch)
-            return torch.sigmoid(logits.float()).cpu().numpy()
+            finally:
+                handle.remove()
+            return torch.sigmoid(logits.float()).cpu().numpy(), captured[0].float().cpu().numpy()
 
     def reported(self, row: np.ndarray) -> dict[str, float]:
         """One output row as {finding: probability} for the findings the model was trained on."""
@@ -192,24 +213,36 @@ class Engine:
     def _results(self, batch: list[_Prepared]) -> list[StudyResult]:
         good = [p for p in batch if not p.error]
         try:
-            probs = self.predict_inputs([p.model_input for p in good])
+            probs, embeddings = self._forward([p.model_input for p in good])
         except Exception as exc:  # e.g. CUDA out of memory: the rows get the reason, the run goes on
             log.error("model failed on a batch: %s: %s", type(exc).__name__, exc)
             return [StudyResult(p.path, p.info, error=p.error or f"model failed: {exc}") for p in batch]
-        by_path = {id(p): row for p, row in zip(good, probs, strict=True)}
-        return [self._result(p, by_path.get(id(p))) for p in batch]
+        verdicts = self._verdicts(embeddings, len(good))
+        by_path = {id(p): (row, verdict) for p, row, verdict in zip(good, probs, verdicts, strict=True)}
+        return [self._result(p, *by_path.get(id(p), (None, ""))) for p in batch]
 
-    def _result(self, prepared: _Prepared, output: np.ndarray | None) -> StudyResult:
-        """One file's result: its error, a refusal of non-finite model outputs, or scores and the flag (never
-        urgent for a view outside the model's scope, e.g. a lateral film)."""
+    def _verdicts(self, embeddings: np.ndarray | None, count: int) -> list[str]:
+        """The input guard's verdict per study; "" (not checked) when the model has no guard."""
+        if self.guard is None or embeddings is None:
+            return [""] * count
+        if not np.isfinite(embeddings).all():
+            return [""] * count  # the rows become non-finite errors in ``_result``
+        return self.guard.verdicts(embeddings)
+
+    def _result(self, prepared: _Prepared, output: np.ndarray | None, verdict: str) -> StudyResult:
+        """One file's result: its error, a refusal of non-finite model outputs, or scores, the guard's verdict
+        and the flag (never urgent for a view outside the model's scope, e.g. a lateral film, or a film the
+        guard doubts: those are shown with their reason and left to the reader)."""
         if prepared.error or output is None:
             return StudyResult(prepared.path, prepared.info, error=prepared.error or "no model output")
         if not np.isfinite(output).all():
             log.error("model output for %s is not finite", prepared.path.name)
             return StudyResult(prepared.path, prepared.info, error=NON_FINITE_ERROR)
         scores = self.reported(output)
-        in_scope = prepared.info is None or not is_lateral(prepared.info.view_position)
-        return StudyResult(prepared.path, prepared.info, scores, in_scope and self.policy.is_urgent(scores))
+        if prepared.info is not None and is_lateral(prepared.info.view_position):
+            verdict = LATERAL
+        urgent = verdict in (OK, "") and self.policy.is_urgent(scores)
+        return StudyResult(prepared.path, prepared.info, scores, urgent, quality=verdict)
 
     def triage(
         self,

@@ -33,7 +33,7 @@ def onnxruntime_available() -> bool:
 
 
 class OnnxScorer:
-    """Logits for a normalized float32 batch (N, C, H, W)."""
+    """Logits (and embeddings) for a normalized float32 batch (N, C, H, W)."""
 
     def __init__(self, path: Path, threads: int | None = None) -> None:
         import onnxruntime as ort
@@ -47,8 +47,12 @@ class OnnxScorer:
             options.intra_op_num_threads = threads
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {INPUT_NAME: np.ascontiguousarray(batch, dtype=np.float32)})[0]
+        self.has_embedding = len(self.session.get_outputs()) > 1  # exported before the guard: logits only
+
+    def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Logits and, when the file has them, the embeddings (the classifier head's input)."""
+        outputs = self.session.run(None, {INPUT_NAME: np.ascontiguousarray(batch, dtype=np.float32)})
+        return outputs[0], (outputs[1] if self.has_embedding else None)
 
 
 def open_verified(
@@ -66,7 +70,7 @@ def open_verified(
     batch = normalize_input(torch.from_numpy(np.stack(inputs)), spec).contiguous()
     with torch.inference_mode():
         expected = torch.sigmoid(bundle.model(batch)).numpy()
-    got = torch.sigmoid(torch.from_numpy(scorer(batch.numpy()))).numpy()
+    got = torch.sigmoid(torch.from_numpy(scorer(batch.numpy())[0])).numpy()
     difference = float(np.abs(got - expected).max()) if np.isfinite(got).all() else float("inf")
     if not difference <= AGREEMENT_TOLERANCE:
         raise OnnxMismatchError(
