@@ -295,6 +295,20 @@ def _load_state(weights_path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
+def model_from_weights(architecture: str, weights_path: Path, num_outputs: int = len(FINDINGS)) -> torch.nn.Module:
+    """A fresh ``architecture`` holding the tensors of ``weights_path`` (safetensors, or a torch file of plain
+    tensors), in training mode as created: the one way a bundle, a run's best weights and a
+    ``checkpoint:`` initialisation are loaded."""
+    state = _load_state(weights_path)
+    model = create(architecture, num_outputs=num_outputs, init="scratch")
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first_line = str(exc).splitlines()[0]
+        raise BundleFormatError(f"weights do not fit architecture {architecture!r}: {first_line}") from None
+    return model
+
+
 @dataclass
 class LoadedBundle:
     card: ModelCard
@@ -323,13 +337,6 @@ def load_bundle(folder: str | Path) -> LoadedBundle:
     folder = Path(folder)
     card = read_card(folder)
     weights_path = verified_file(folder, "weights_file", card.weights_file, card.weights_sha256)
-    state = _load_state(weights_path)
-    model = create(card.architecture, num_outputs=len(card.labels), init="scratch")
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise BundleFormatError(
-            f"weights do not fit architecture {card.architecture!r}: {str(exc).splitlines()[0]}"
-        ) from None
+    model = model_from_weights(card.architecture, weights_path, len(card.labels))
     model.eval()
     return LoadedBundle(card=card, model=model, path=folder)
