@@ -132,11 +132,9 @@ def did_you_mean(value: object, options: Iterable[str], aliases: dict[str, str] 
     return f"; did you mean {match[0]!r}?" if match else ""
 
 
-def unknown_key(dotted: str) -> str | None:
-    """The problem line for a key (dots reach nested keys) that is not a config key, with a "did you mean"."""
+def unknown_key(dotted: str) -> str:
+    """The problem line for a key that is not a config key (its part before a dot), with a "did you mean"."""
     top = dotted.split(".", 1)[0]
-    if top in key_fields():
-        return None
     return f"unknown key {dotted!r}{did_you_mean(top, key_fields(), KEY_ALIASES)} (`cxr-train list keys`)"
 
 
@@ -355,9 +353,11 @@ def parse_settings(items: Iterable[str]) -> list[tuple[str, Any]]:
     for item in items:
         key, sep, raw = item.partition("=")
         key = key.strip()
-        problem = unknown_key(key) if sep and key else f"override {item!r} must look like key=value"
-        if problem:
-            problems.append(problem)
+        if not sep or not key:
+            problems.append(f"override {item!r} must look like key=value")
+            continue
+        if key.split(".", 1)[0] not in key_fields():
+            problems.append(unknown_key(key))
             continue
         try:
             value = yaml.safe_load(raw)

@@ -12,7 +12,15 @@ from typing import Any
 
 import yaml
 
-from trainer.config import ConfigError, TrainConfig, config_from_dict, parse_settings, set_path, unknown_key
+from trainer.config import (
+    ConfigError,
+    TrainConfig,
+    config_from_dict,
+    key_fields,
+    parse_settings,
+    set_path,
+    unknown_key,
+)
 
 NAME_ORDER = ("augment", "init", "architecture", "seed")  # these lead a run's name (the earlier studies' names)
 
@@ -46,9 +54,10 @@ def check_grid_keys(keys: list[str]) -> None:
     """Grid keys are config keys (dots reach nested ones: ``preprocessing.input_size``), not the run's place."""
     problems = []
     for key in keys:
-        if (problem := unknown_key(key)) is not None:
-            problems.append(f"grid: {problem}")
-        elif key.split(".", 1)[0] in ("name", "out_dir"):
+        top = key.split(".", 1)[0]
+        if top not in key_fields():
+            problems.append(f"grid: {unknown_key(key)}")
+        elif top in ("name", "out_dir"):
             problems.append(f"grid: {key!r} cannot vary (the experiment names and places its runs)")
     if problems:
         raise ConfigError(problems)
