@@ -92,7 +92,7 @@ def test_export_evaluate_and_experiment_take_the_same_thresholds(run_dir, tmp_pa
 
 
 def test_one_weight_loader_for_bundles_runs_and_checkpoint_init(run_dir, tmp_path):
-    saved = model_from_weights("resnet18", run_dir / BEST).state_dict()
+    saved = model_from_weights("resnet18", run_dir / BEST, len(FINDINGS)).state_dict()
     config = load_config(run_dir / "config.yaml")
     initialised = build_model(TrainConfig(**{**config.to_dict(), "init": f"checkpoint:{run_dir}"}))
     assert all(torch.equal(saved[k], v) for k, v in initialised.state_dict().items())
@@ -101,7 +101,7 @@ def test_one_weight_loader_for_bundles_runs_and_checkpoint_init(run_dir, tmp_pat
     assert card.architecture == "resnet18" and not bundle.model.training
     assert all(torch.equal(saved[k], v) for k, v in bundle.model.state_dict().items())
     with pytest.raises(BundleFormatError, match="do not fit architecture 'efficientnet_lite0'"):
-        model_from_weights("efficientnet_lite0", run_dir / BEST)
+        model_from_weights("efficientnet_lite0", run_dir / BEST, len(FINDINGS))
 
 
 def test_the_set_parser_reads_yaml_values_and_dotted_keys():

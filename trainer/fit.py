@@ -91,7 +91,7 @@ def build_model(config: TrainConfig) -> nn.Module:
     if config.init.startswith("checkpoint:"):
         source = Path(config.init.split(":", 1)[1])
         weights = source / BEST if source.is_dir() else source
-        model = model_from_weights(config.architecture, weights)
+        model = model_from_weights(config.architecture, weights, len(FINDINGS))
         log.info("initialised from %s", weights)
         return model
     return architectures.create(config.architecture, len(FINDINGS), init=config.init)

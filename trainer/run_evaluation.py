@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from cxr_desktop.core.bundle import model_from_weights
-from cxr_desktop.core.labels import URGENT_FINDING
+from cxr_desktop.core.labels import FINDINGS, URGENT_FINDING
 from cxr_desktop.core.preprocess import PreprocessSpec
 from trainer.config import TrainConfig, load_config
 from trainer.data.samples import SampleTable, Splits
@@ -44,7 +44,7 @@ class RunEvaluation:
         """Load ``run_dir``'s config and best weights and rebuild its splits from the config's data."""
         run_dir = Path(run_dir)
         config = load_config(run_dir / "config.yaml")
-        model = model_from_weights(config.architecture, run_dir / BEST).eval()
+        model = model_from_weights(config.architecture, run_dir / BEST, len(FINDINGS)).eval()
         return cls(run_dir, config, model, build_splits(config), device)
 
     @property

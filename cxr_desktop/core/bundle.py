@@ -295,11 +295,9 @@ def _load_state(weights_path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def model_from_weights(architecture: str, weights_path: Path, num_outputs: int = len(FINDINGS)) -> torch.nn.Module:
-    """A fresh ``architecture`` holding the tensors of ``weights_path`` (safetensors, or a torch file of plain
-    tensors), in training mode as created: the one way a bundle, a run's best weights and a
-    ``checkpoint:`` initialisation are loaded."""
-    state = _load_state(weights_path)
+def model_from_state(architecture: str, state: dict[str, torch.Tensor], num_outputs: int) -> torch.nn.Module:
+    """A fresh ``architecture`` holding exactly the tensors of ``state``, in training mode as created: the
+    one place a model is built from saved weights (a bundle's, a run's best, a ``checkpoint:`` init's)."""
     model = create(architecture, num_outputs=num_outputs, init="scratch")
     try:
         model.load_state_dict(state, strict=True)
@@ -307,6 +305,12 @@ def model_from_weights(architecture: str, weights_path: Path, num_outputs: int =
         first_line = str(exc).splitlines()[0]
         raise BundleFormatError(f"weights do not fit architecture {architecture!r}: {first_line}") from None
     return model
+
+
+def model_from_weights(architecture: str, weights_path: Path, num_outputs: int) -> torch.nn.Module:
+    """A fresh ``architecture`` holding the tensors of ``weights_path`` (safetensors, or a torch file of plain
+    tensors), as a run's best weights and a ``checkpoint:`` initialisation are loaded."""
+    return model_from_state(architecture, _load_state(weights_path), num_outputs)
 
 
 @dataclass
@@ -337,6 +341,7 @@ def load_bundle(folder: str | Path) -> LoadedBundle:
     folder = Path(folder)
     card = read_card(folder)
     weights_path = verified_file(folder, "weights_file", card.weights_file, card.weights_sha256)
-    model = model_from_weights(card.architecture, weights_path, len(card.labels))
+    state = _load_state(weights_path)
+    model = model_from_state(card.architecture, state, len(card.labels))
     model.eval()
     return LoadedBundle(card=card, model=model, path=folder)
