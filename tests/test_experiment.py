@@ -42,7 +42,7 @@ def test_experiment_grid_report_and_skip_on_rerun(tmp_path):
 def test_a_grid_can_vary_any_key_and_is_checked_before_training(tmp_path):
     import pytest
 
-    from trainer.experiment import expand, grid_configs
+    from trainer.grid import expand, grid_configs
 
     root = make_folder_dataset(tmp_path / "data", per_class=4)
     base = yaml.safe_load(TINY_CONFIG.format(root=root, out=tmp_path / "runs"))

@@ -90,6 +90,19 @@ def _table(rows: list[tuple[str, ...]]) -> str:
     return "\n".join("  ".join([*(c.ljust(w) for c, w in zip(row, widths, strict=False)), row[-1]]) for row in rows)
 
 
+def key_table() -> list[tuple[str, str, str, str]]:
+    """(key, type, default, help) of every key, for ``cxr-train list keys``."""
+    from trainer.config import CHOICES, default_of, key_fields
+
+    rows = []
+    for name, f in key_fields().items():
+        default = yaml.safe_dump(default_of(name), default_flow_style=True, width=1000, sort_keys=False).strip()
+        default = default.removesuffix("...").strip() or "''"
+        text = f.metadata["help"] + (f" [{' | '.join(CHOICES[name])}]" if name in CHOICES else "")
+        rows.append((name, str(f.type), default, text))
+    return rows
+
+
 def _list(args: argparse.Namespace) -> int:
     if args.what == "architectures":
         from cxr_desktop.core import architectures
@@ -102,8 +115,6 @@ def _list(args: argparse.Namespace) -> int:
         rows = [(name, entry.doc) for name, entry in sorted(REGISTRY.items())]
         print(_table([("augmentation", "spelled `name` or `name:param` in the config's augment list"), *rows]))
     else:
-        from trainer.config import key_table
-
         print(_table([("key", "type", "default", "meaning [choices]"), *key_table()]))
     return 0
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from cxr_desktop.core.device import DEVICE_NAMES, is_device_name
 from cxr_desktop.core.labels import FINDINGS
 from cxr_desktop.core.preprocess import Contrast, Normalization, PreprocessSpec, ResizePolicy
 
@@ -131,6 +132,12 @@ def did_you_mean(value: object, options: Iterable[str], aliases: dict[str, str] 
     return f"; did you mean {match[0]!r}?" if match else ""
 
 
+def unknown_key(dotted: str) -> str:
+    """The problem line for a key that is not a config key (its part before a dot), with a "did you mean"."""
+    top = dotted.split(".", 1)[0]
+    return f"unknown key {dotted!r}{did_you_mean(top, key_fields(), KEY_ALIASES)} (`cxr-train list keys`)"
+
+
 def key_fields() -> dict[str, Any]:
     """The config keys in order: name -> dataclass field (``.type`` is the annotation as text)."""
     return {f.name: f for f in fields(TrainConfig)}
@@ -139,17 +146,6 @@ def key_fields() -> dict[str, Any]:
 def default_of(name: str) -> Any:
     f = key_fields()[name]
     return f.default_factory() if f.default is MISSING else f.default
-
-
-def key_table() -> list[tuple[str, str, str, str]]:
-    """(key, type, default, help) of every key, for ``cxr-train list keys``."""
-    rows = []
-    for name, f in key_fields().items():
-        default = yaml.safe_dump(default_of(name), default_flow_style=True, width=1000, sort_keys=False).strip()
-        default = default.removesuffix("...").strip() or "''"
-        text = f.metadata["help"] + (f" [{' | '.join(CHOICES[name])}]" if name in CHOICES else "")
-        rows.append((name, str(f.type), default, text))
-    return rows
 
 
 class _Bad(Exception):
@@ -253,9 +249,9 @@ def _check_names(values: dict[str, Any]) -> list[str]:
         hint = did_you_mean(init, ("imagenet", "scratch"))
         problems.append(f"init: {init!r} is not imagenet, scratch or checkpoint:PATH{hint}")
     device = values.get("device")
-    if device is not None and not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", device):
-        hint = did_you_mean(device, ("auto", "cpu", "cuda", "mps"))
-        problems.append(f"device: {device!r} is not auto, cpu, cuda, cuda:N or mps{hint}")
+    if device is not None and not is_device_name(device):
+        hint = did_you_mean(device, [n for n in DEVICE_NAMES if n != "cuda:N"])
+        problems.append(f"device: {device!r} is not {', '.join(DEVICE_NAMES)}{hint}")
     return problems
 
 
@@ -314,7 +310,7 @@ def validate(data: dict[str, Any]) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for key, raw in data.items():
         if key not in known:
-            problems.append(f"unknown key {key!r}{did_you_mean(key, known, KEY_ALIASES)} (`cxr-train list keys`)")
+            problems.append(unknown_key(key))
             continue
         try:
             values[key] = _coerce(str(known[key].type), raw)
@@ -350,43 +346,43 @@ def set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
     node[keys[-1]] = value
 
 
-def merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
-    """``base`` updated by ``changes``, mappings merged key by key (a partial ``preprocessing`` keeps the rest)."""
-    out = copy.deepcopy(base)
-    for key, value in changes.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
+def parse_settings(items: Iterable[str]) -> list[tuple[str, Any]]:
+    """``--set key=value`` items as (key, value) pairs, values read as YAML (kept as text where they are not
+    YAML), dots reaching nested keys; malformed items and unknown keys fail together, with a "did you mean"."""
+    pairs, problems = [], []
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            problems.append(f"override {item!r} must look like key=value")
+            continue
+        if key.split(".", 1)[0] not in key_fields():
+            problems.append(unknown_key(key))
+            continue
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            value = raw  # kept as text; the field's type decides whether that is fine
+        pairs.append((key, value))
+    if problems:
+        raise ConfigError(problems)
+    return pairs
 
 
 def read_values(path: str | Path | None, overrides: list[str] | None = None) -> dict[str, Any]:
-    """The values a YAML file (optional) and ``key=value`` overrides give, unchecked and without defaults."""
+    """The values a YAML file (optional) and ``key=value`` overrides give, without defaults; only the
+    overrides' keys are checked here, the values by :func:`validate`."""
     data: dict[str, Any] = {}
     if path:
         loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
         if not isinstance(loaded, dict):
             raise ConfigError([f"{path}: a config must be a mapping of key: value"])
         data.update(loaded)
-    for item in overrides or []:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError([f"override {item!r} must look like key=value"])
-        try:
-            value = yaml.safe_load(raw)
-        except yaml.YAMLError:
-            value = raw  # kept as text; the field's type decides whether that is fine
-        set_path(data, key.strip(), value)
+    for key, value in parse_settings(overrides or []):
+        set_path(data, key, value)
     return data
 
 
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> TrainConfig:
     """YAML file (optional) + ``key=value`` overrides (values parsed as YAML; dots reach nested keys), checked."""
     return config_from_dict(read_values(path, overrides))
-
-
-def differing_keys(a: TrainConfig, b: TrainConfig, ignore: tuple[str, ...] = ()) -> list[str]:
-    """The keys whose values differ between two configs."""
-    left, right = a.to_dict(), b.to_dict()
-    return [key for key in left if key not in ignore and left[key] != right[key]]

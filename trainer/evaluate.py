@@ -5,42 +5,26 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from matplotlib.figure import Figure
-from safetensors.torch import load_file
 from sklearn.metrics import roc_curve
 from torch.utils.data import DataLoader
 
-from cxr_desktop.core import architectures
+from cxr_desktop.core.device import resolve_device
 from cxr_desktop.core.labels import FINDINGS
 from cxr_desktop.core.preprocess import PreprocessSpec
-from trainer.config import TrainConfig, load_config
+from trainer.config import TrainConfig
 from trainer.data.cache import ImageCache
 from trainer.data.dataset import XrayDataset
 from trainer.data.samples import SampleTable
 from trainer.external import calibration, plot_reliability, subgroup_aurocs
-from trainer.fit import BEST, pick_device, predict, use_bf16
+from trainer.fit import predict, use_bf16
 from trainer.metrics import auroc, binary_stats, bootstrap_auroc_ci, threshold_at_sensitivity
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class LoadedRun:
-    config: TrainConfig
-    model: torch.nn.Module
-    run_dir: Path
-
-
-def load_run(run_dir: Path) -> LoadedRun:
-    config = load_config(run_dir / "config.yaml")
-    model = architectures.create(config.architecture, len(FINDINGS), init="scratch")
-    model.load_state_dict(load_file(str(run_dir / BEST)))
-    return LoadedRun(config, model.eval(), run_dir)
 
 
 def predict_table(
@@ -52,7 +36,8 @@ def predict_table(
     batch_size: int = 64,
     workers: int = 0,
 ) -> np.ndarray:
-    dev = pick_device(device)
+    """Probabilities (images x findings) of ``model`` on ``table``, read from ``cache`` when it holds every image."""
+    dev = resolve_device(device)
     model = model.to(dev).to(memory_format=torch.channels_last)
     image_cache = ImageCache.open(Path(cache)) if cache else None
     if image_cache is not None and any(image_cache.lookup(p) is None for p in table.paths):

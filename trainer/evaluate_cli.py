@@ -12,22 +12,15 @@ import numpy as np
 import torch
 
 from cxr_desktop.core.bundle import CARD_NAME, load_bundle, read_card, write_card
-from cxr_desktop.core.labels import FINDINGS, URGENT_FINDING
+from cxr_desktop.core.labels import FINDINGS
 from cxr_desktop.core.preprocess import PreprocessSpec
 from trainer.config import TrainConfig
 from trainer.data.local import csv_table
 from trainer.data.samples import Splits
-from trainer.evaluate import (
-    labelled_findings,
-    load_run,
-    markdown_table,
-    predict_table,
-    thresholds_on,
-    trained_labels,
-    write_evaluation,
-)
+from trainer.evaluate import markdown_table, predict_table, trained_labels, write_evaluation
 from trainer.external import LabelledImages, nih_labelled, select_half
 from trainer.run import build_splits
+from trainer.run_evaluation import DEFAULT_SENSITIVITY, RunEvaluation
 
 log = logging.getLogger(__name__)
 VALIDATION_FLOOR = 0.70  # a finding is "validated" when its external AUROC lower 95 % bound reaches this
@@ -107,20 +100,35 @@ class Source:
     trained: list[str]
     urgent: str
     splits: Splits | None
+    run: RunEvaluation | None = None  # a run keeps the probabilities of its splits
+
+    @classmethod
+    def of_run(cls, run: RunEvaluation) -> Source:
+        """A run with the thresholds for the default sensitivity on its validation split."""
+        thresholds = run.thresholds(DEFAULT_SENSITIVITY)
+        return cls(
+            name=f"run {run.run_dir.name}",
+            model=run.model,
+            spec=run.spec,
+            cache=run.config.cache,
+            thresholds=thresholds,
+            points={f"sensitivity_{DEFAULT_SENSITIVITY:.2f}": thresholds},
+            trained=run.trained_findings,
+            urgent=run.urgent_finding,
+            splits=run.splits,
+            run=run,
+        )
+
+    def probabilities(self, images: LabelledImages, split: str | None, device: str) -> np.ndarray:
+        """The model's probabilities on ``images``: ``split`` names the run's own split they are, if so."""
+        if self.run is not None and split is not None:
+            return self.run.probabilities(split)
+        return predict_table(self.model, images.table, self.spec, self.cache, device)
 
 
 def load_source(args: argparse.Namespace) -> Source:
     if args.run:
-        run = load_run(args.run)
-        splits = build_splits(run.config)
-        log.info("choosing thresholds on the run's validation split (%d images)", len(splits.val))
-        val_probs = predict_table(run.model, splits.val, run.config.spec(), run.config.cache, args.device)
-        thresholds = thresholds_on(splits.val.labels, val_probs, 0.9)
-        trained = labelled_findings([t for _, t in splits.items()])
-        urgent = run.config.binary or URGENT_FINDING
-        points = {"sensitivity_0.90": thresholds}
-        spec, cache = run.config.spec(), run.config.cache
-        return Source(f"run {args.run.name}", run.model, spec, cache, thresholds, points, trained, urgent, splits)
+        return Source.of_run(RunEvaluation.open(args.run, args.device))
     bundle = load_bundle(args.model)
     card = bundle.card
     trained_with = card.provenance.get("config")
@@ -132,6 +140,7 @@ def load_source(args: argparse.Namespace) -> Source:
 
 def evaluate_command(args: argparse.Namespace) -> int:
     source = load_source(args)
+    split = None  # the run's own split that is scored, if one is
     if args.images or args.labels:
         if not args.labels:
             raise ValueError("--images needs --labels")
@@ -140,7 +149,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
         where += "" if args.half == "all" else f", {args.half} half"
     elif source.splits is not None:
         table = source.splits.test if args.split == "test" else source.splits.val
-        images, where = LabelledImages(table, None), f"{args.split} split"
+        images, where, split = LabelledImages(table, None), f"{args.split} split", args.split
     else:
         raise ValueError("this bundle has no training config; give --images and --labels")
     table = images.table
@@ -148,7 +157,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
         raise ValueError("no labelled images to evaluate")
     labels = trained_labels(table.labels, source.trained)
     log.info("scoring %d images (%s)", len(table), where)
-    probs = predict_table(source.model, table, source.spec, source.cache, args.device)
+    probs = source.probabilities(images, split, args.device)
     out = args.out or (args.run / f"eval-{args.split}" if args.run else Path("eval"))
     result = write_evaluation(
         labels,

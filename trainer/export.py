@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import datetime, timezone
 from pathlib import Path
@@ -10,21 +9,12 @@ from pathlib import Path
 import numpy as np
 
 from cxr_desktop.core.bundle import ModelCard, save_bundle
-from cxr_desktop.core.labels import FINDINGS, URGENT_FINDING
+from cxr_desktop.core.labels import FINDINGS
 from cxr_desktop.core.onnx_model import export_onnx
-from trainer.evaluate import (
-    LoadedRun,
-    evaluate_predictions,
-    labelled_findings,
-    load_run,
-    point_rates,
-    predict_table,
-    thresholds_on,
-    trained_labels,
-)
+from trainer.evaluate import evaluate_predictions, point_rates, predict_table, thresholds_on, trained_labels
 from trainer.external import nih_labelled, select_half
 from trainer.metrics import youden_threshold
-from trainer.run import build_splits
+from trainer.run_evaluation import RunEvaluation
 
 log = logging.getLogger(__name__)
 
@@ -48,16 +38,29 @@ def operating_points(labels: np.ndarray, probs: np.ndarray, target: float) -> di
     return points
 
 
-def external_tuning(
-    run: LoadedRun, folders: list[Path], labels_csv: Path, trained: list[str], urgent: str, device: str
-) -> tuple[np.ndarray, np.ndarray, dict]:
+def external_tuning(run: RunEvaluation, folders: list[Path], labels_csv: Path) -> tuple[np.ndarray, np.ndarray, dict]:
     """Labels (untrained findings masked) and probabilities on the external protocol's tune half."""
-    tune = select_half(nih_labelled(folders, labels_csv), "tune", FINDINGS.index(urgent)).table
-    labels = trained_labels(tune.labels, trained)
+    tune = select_half(nih_labelled(folders, labels_csv), "tune", FINDINGS.index(run.urgent_finding)).table
+    labels = trained_labels(tune.labels, run.trained_findings)
     log.info("choosing thresholds on the tune half of %s: %d images", [str(f) for f in folders], len(tune))
-    probs = predict_table(run.model, tune, run.config.spec(), "", device)
+    probs = predict_table(run.model, tune, run.spec, "", run.device)
     where = {"images": [str(f) for f in folders], "labels": str(labels_csv), "half": "tune", "n": len(tune)}
     return labels, probs, where
+
+
+def choose_operating_points(
+    run: RunEvaluation, target_sensitivity: float, threshold_images: tuple[list[Path], Path] | None
+) -> tuple[dict[str, dict[str, float]], dict, dict]:
+    """The operating points, where they were chosen, and the tuning metrics when chosen on external images."""
+    if not threshold_images:
+        points = operating_points(run.splits.val.labels, run.probabilities("val"), target_sensitivity)
+        return points, {"split": "validation", "n": len(run.splits.val)}, {}
+    tune_labels, tune_probs, tuned_on = external_tuning(run, *threshold_images)
+    points = operating_points(tune_labels, tune_probs, target_sensitivity)
+    tuning = evaluate_predictions(tune_labels, tune_probs, points[f"sensitivity_{target_sensitivity:.2f}"])
+    column = FINDINGS.index(run.urgent_finding)
+    tuning["operating_points"] = point_rates(tune_labels[:, column], tune_probs[:, column], points, run.urgent_finding)
+    return points, tuned_on, {"threshold_tuning": tuning}
 
 
 def export_run(
@@ -74,48 +77,28 @@ def export_run(
 
     Thresholds are chosen on the run's validation split, or on the tune half of external NIH images
     (``threshold_images`` = (folders, Data_Entry CSV)) when given."""
-    run = load_run(Path(run_dir))
-    splits = build_splits(run.config)
-    spec = run.config.spec()
-    trained = labelled_findings([t for _, t in splits.items()])
-    urgent = run.config.binary or URGENT_FINDING
-    log.info("scoring the validation split (%d images)", len(splits.val))
-    val_probs = predict_table(run.model, splits.val, spec, run.config.cache, device)
+    run = RunEvaluation.open(Path(run_dir), device)
     default_point = f"sensitivity_{target_sensitivity:.2f}"
-    metrics: dict = {}
-    if threshold_images:
-        tune_labels, tune_probs, tuned_on = external_tuning(run, *threshold_images, trained, urgent, device)
-        points = operating_points(tune_labels, tune_probs, target_sensitivity)
-        metrics["threshold_tuning"] = evaluate_predictions(tune_labels, tune_probs, points[default_point])
-        column = FINDINGS.index(urgent)
-        metrics["threshold_tuning"]["operating_points"] = point_rates(
-            tune_labels[:, column], tune_probs[:, column], points, urgent
-        )
-    else:
-        points = operating_points(splits.val.labels, val_probs, target_sensitivity)
-        tuned_on = {"split": "validation", "n": len(splits.val)}
-    metrics["validation"] = evaluate_predictions(splits.val.labels, val_probs, points[default_point])
-    if len(splits.test):
-        log.info("scoring the test split (%d images)", len(splits.test))
-        test_probs = predict_table(run.model, splits.test, spec, run.config.cache, device)
-        metrics["test"] = evaluate_predictions(splits.test.labels, test_probs, points[default_point])
-    data = json.loads((run.run_dir / "data.json").read_text())
-    history = [json.loads(line) for line in (run.run_dir / "metrics.jsonl").read_text().splitlines() if line]
+    points, tuned_on, metrics = choose_operating_points(run, target_sensitivity, threshold_images)
+    metrics["validation"] = evaluate_predictions(run.splits.val.labels, run.probabilities("val"), points[default_point])
+    if len(run.splits.test):
+        metrics["test"] = evaluate_predictions(run.splits.test.labels, run.probabilities("test"), points[default_point])
+    data = run.data_info()
     card = ModelCard(
         model_id=model_id or f"{run.config.architecture}-{run.run_dir.name}",
         architecture=run.config.architecture,
-        preprocessing=spec.to_dict(),
+        preprocessing=run.spec.to_dict(),
         operating_points=points,
         default_operating_point=default_point,
-        urgent_finding=urgent,
-        trained_findings=trained,
+        urgent_finding=run.urgent_finding,
+        trained_findings=run.trained_findings,
         provenance={
             "run": run.run_dir.name,
             "exported": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "code_version": data.get("code_version", "unknown"),
             "data": {"dataset": run.config.dataset, "images": run.config.images, **data},
             "config": run.config.to_dict(),
-            "epochs_trained": len(history),
+            "epochs_trained": len(run.history()),
             "thresholds_chosen_on": tuned_on,
             **(extra_provenance or {}),
         },

@@ -15,13 +15,15 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from cxr_desktop.core import architectures
+from cxr_desktop.core.bundle import model_from_weights
+from cxr_desktop.core.device import resolve_device
 from cxr_desktop.core.labels import FINDINGS
 from cxr_desktop.core.preprocess import normalize_input
 from trainer.augment import compose
@@ -55,13 +57,9 @@ def setup_distributed(device: torch.device) -> Dist:
     return Dist(dist.get_rank(), dist.get_world_size())
 
 
-def pick_device(requested: str) -> torch.device:
-    if requested == "auto":
-        if torch.cuda.is_available():
-            local = int(os.environ.get("LOCAL_RANK", "0"))
-            return torch.device("cuda", local)
-        return torch.device("cpu")
-    return torch.device(requested)
+def training_device(requested: str) -> torch.device:
+    """This process's device; "auto" and "cuda" take the GPU of its ``LOCAL_RANK`` (set by ``torchrun``)."""
+    return resolve_device(requested, cuda_index=int(os.environ.get("LOCAL_RANK", "0")))
 
 
 def use_bf16(config: TrainConfig, device: torch.device) -> bool:
@@ -93,8 +91,7 @@ def build_model(config: TrainConfig) -> nn.Module:
     if config.init.startswith("checkpoint:"):
         source = Path(config.init.split(":", 1)[1])
         weights = source / BEST if source.is_dir() else source
-        model = architectures.create(config.architecture, len(FINDINGS), init="scratch")
-        model.load_state_dict(load_file(str(weights)))
+        model = model_from_weights(config.architecture, weights, len(FINDINGS))
         log.info("initialised from %s", weights)
         return model
     return architectures.create(config.architecture, len(FINDINGS), init=config.init)
@@ -265,9 +262,28 @@ def write_history(run_dir: Path, history: list[dict]) -> None:
     os.replace(run_dir / "metrics.jsonl.tmp", run_dir / "metrics.jsonl")
 
 
-def fit(config: TrainConfig, splits: Splits, run_dir: Path) -> dict:
-    """Train (or resume) in ``run_dir``; returns the history with the best validation mean AUROC."""
-    device = pick_device(config.device)
+@dataclass
+class TrainingSetup:
+    """What :func:`fit` sets up once and every epoch uses: this process's device and rank, the loaders, the
+    loss weights and the training state (resumed from the run's checkpoint when there is one)."""
+
+    config: TrainConfig
+    splits: Splits
+    run_dir: Path
+    device: torch.device
+    rank: Dist
+    bf16: bool
+    training: Training
+    net: nn.Module  # the model, wrapped for DistributedDataParallel when there are several processes
+    train_loader: DataLoader
+    val_loader: DataLoader
+    pos_weight: torch.Tensor | None
+
+
+def set_up_training(config: TrainConfig, splits: Splits, run_dir: Path) -> TrainingSetup:
+    """Seed, build the model, loaders, optimiser, schedule and moving average, then resume the checkpoint
+    (in this order: the seeded random state they consume is part of an exact resume)."""
+    device = training_device(config.device)
     rank = setup_distributed(device)
     bf16 = use_bf16(config, device)
     seed_everything(config.seed)
@@ -275,57 +291,88 @@ def fit(config: TrainConfig, splits: Splits, run_dir: Path) -> dict:
     _, train_loader, val_loader = make_loaders(config, splits, rank)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = make_scheduler(config, optimizer, max(1, len(train_loader)))
-    run = Training(
-        model,
-        optimizer,
-        scheduler,
-        make_ema(config, model),
-        {"epoch": 0, "best": -1.0, "best_epoch": -1, "history": []},
-    )
+    fresh = {"epoch": 0, "best": -1.0, "best_epoch": -1, "history": []}
+    training = Training(model, optimizer, scheduler, make_ema(config, model), fresh)
     checkpoint = run_dir / CHECKPOINT
     if checkpoint.exists():
-        run.load(checkpoint)
-        log.info("resuming %s after epoch %d", run_dir.name, run.state["epoch"])
+        training.load(checkpoint)
+        log.info("resuming %s after epoch %d", run_dir.name, training.state["epoch"])
     net = nn.parallel.DistributedDataParallel(model) if rank.world > 1 else model
     pos_weight = positive_weights(config, splits, device)
-    state = run.state
+    return TrainingSetup(
+        config, splits, run_dir, device, rank, bf16, training, net, train_loader, val_loader, pos_weight
+    )
+
+
+def stops_early(state: dict, epoch: int, patience: int) -> bool:
+    """No validation gain for more than ``patience`` epochs since the best one."""
+    return state["best_epoch"] >= 0 and epoch - state["best_epoch"] > patience
+
+
+def run_epoch(setup: TrainingSetup, epoch: int) -> dict:
+    """Train one epoch, validate, step a plateau schedule; returns the epoch's record for ``metrics.jsonl``."""
+    config, training = setup.config, setup.training
+    setup.train_loader.sampler.set_epoch(epoch)
+    started = time.time()
+    loss, seen = train_epoch(
+        training, setup.net, setup.train_loader, config, setup.pos_weight, setup.bf16, setup.rank.main
+    )
+    train_seconds = time.time() - started
+    val_probs = predict(training.evaluated, setup.val_loader, setup.device, config.spec(), setup.bf16)
+    val_auc, per = mean_auroc(setup.splits.val.labels, val_probs)
+    if config.schedule == "plateau":
+        training.scheduler.step(val_auc if not np.isnan(val_auc) else 0.0)
+    return {
+        "epoch": epoch + 1,
+        "train_loss": loss,
+        "val_mean_auroc": val_auc,
+        "val_auroc": per,
+        "train_seconds": round(train_seconds, 2),
+        "train_images_per_second": round(seen * setup.rank.world / max(train_seconds, 1e-9), 2),
+        "lr": training.optimizer.param_groups[0]["lr"],
+    }
+
+
+def keep_epoch(setup: TrainingSetup, record: dict) -> None:
+    """Add ``record`` to the history, keep the weights when validation improved, and (rank 0) write the
+    checkpoint and ``metrics.jsonl``; the other ranks wait for it."""
+    state, rank = setup.training.state, setup.rank
+    epoch, val_auc = record["epoch"] - 1, record["val_mean_auroc"]
+    state["history"].append(record)
+    if not np.isnan(val_auc) and val_auc > state["best"]:
+        state["best"], state["best_epoch"] = val_auc, epoch
+        if rank.main:
+            save_weights(setup.training.evaluated, setup.run_dir / BEST)
+    state["epoch"] = epoch + 1
+    if rank.main:
+        seconds = record["train_seconds"]
+        log.info("epoch %d: loss %.4f, val mean AUROC %.4f, %.0f s", epoch + 1, record["train_loss"], val_auc, seconds)
+        setup.training.save(setup.run_dir / CHECKPOINT)
+        write_history(setup.run_dir, state["history"])
+    if rank.world > 1:
+        dist.barrier()
+
+
+def finish_training(setup: TrainingSetup) -> None:
+    """Rank 0: keep the last weights when no epoch validated (one class only), and write ``done.json``."""
+    if not setup.rank.main:
+        return
+    state = setup.training.state
+    if not (setup.run_dir / BEST).exists():  # validation never had both classes: keep the last weights
+        save_weights(setup.training.evaluated, setup.run_dir / BEST)
+    (setup.run_dir / "done.json").write_text(
+        json.dumps({"best_val_mean_auroc": state["best"], "best_epoch": state["best_epoch"] + 1})
+    )
+
+
+def fit(config: TrainConfig, splits: Splits, run_dir: Path) -> dict:
+    """Train (or resume) in ``run_dir``; returns the history with the best validation mean AUROC."""
+    setup = set_up_training(config, splits, run_dir)
+    state = setup.training.state
     for epoch in range(state["epoch"], config.epochs):
-        if epoch - state["best_epoch"] > config.early_stop_patience and state["best_epoch"] >= 0:
+        if stops_early(state, epoch, config.early_stop_patience):
             log.info("early stop: no validation gain for %d epochs", config.early_stop_patience)
             break
-        train_loader.sampler.set_epoch(epoch)
-        started = time.time()
-        loss, seen = train_epoch(run, net, train_loader, config, pos_weight, bf16, rank.main)
-        train_seconds = time.time() - started
-        val_auc, per = mean_auroc(splits.val.labels, predict(run.evaluated, val_loader, device, config.spec(), bf16))
-        if config.schedule == "plateau":
-            scheduler.step(val_auc if not np.isnan(val_auc) else 0.0)
-        state["history"].append(
-            {
-                "epoch": epoch + 1,
-                "train_loss": loss,
-                "val_mean_auroc": val_auc,
-                "val_auroc": per,
-                "train_seconds": round(train_seconds, 2),
-                "train_images_per_second": round(seen * rank.world / max(train_seconds, 1e-9), 2),
-                "lr": optimizer.param_groups[0]["lr"],
-            }
-        )
-        if not np.isnan(val_auc) and val_auc > state["best"]:
-            state["best"], state["best_epoch"] = val_auc, epoch
-            if rank.main:
-                save_weights(run.evaluated, run_dir / BEST)
-        state["epoch"] = epoch + 1
-        if rank.main:
-            log.info("epoch %d: loss %.4f, val mean AUROC %.4f, %.0f s", epoch + 1, loss, val_auc, train_seconds)
-            run.save(checkpoint)
-            write_history(run_dir, state["history"])
-        if rank.world > 1:
-            dist.barrier()
-    if not (run_dir / BEST).exists() and rank.main:  # validation never had both classes: keep the last weights
-        save_weights(run.evaluated, run_dir / BEST)
-    if rank.main:
-        (run_dir / "done.json").write_text(
-            json.dumps({"best_val_mean_auroc": state["best"], "best_epoch": state["best_epoch"] + 1})
-        )
+        keep_epoch(setup, run_epoch(setup, epoch))
+    finish_training(setup)
     return state

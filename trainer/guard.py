@@ -150,12 +150,12 @@ def guard_command(args) -> int:
     import json
 
     from cxr_desktop.core.bundle import CARD_NAME, load_bundle, sha256_of, write_card
+    from cxr_desktop.core.device import resolve_device
     from trainer.external import nih_labelled, report_half
-    from trainer.fit import pick_device
 
     bundle = load_bundle(args.bundle)
     card = bundle.card
-    embed = Embedder(bundle.model, card.spec, pick_device(args.device))
+    embed = Embedder(bundle.model, card.spec, resolve_device(args.device))
     images = nih_labelled(args.images, args.labels)
     report = report_half(images.table.patients, images.table.labels[:, card.labels.index(card.urgent_finding)])
     paths = images.table.paths

@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 
 from trainer.evaluate import is_degenerate, plot_rocs
-from trainer.experiment import GridRun
 from trainer.gallery import GALLERY, draw_gallery
+from trainer.grid import GridRun
 from trainer.metrics import delong_test
 
 log = logging.getLogger(__name__)

@@ -7,18 +7,19 @@ checked (config values, data paths, the split) is checked before the folder is c
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
 from cxr_desktop.core.labels import finding_index
-from trainer.config import TrainConfig, config_from_dict, differing_keys, load_config, merge, read_values
+from trainer.config import TrainConfig, config_from_dict, load_config, read_values
 from trainer.data.local import csv_splits, folder_splits
 from trainer.data.nih import nih_splits
 from trainer.data.samples import Splits, stratified_sample
@@ -135,6 +136,23 @@ def attach_log(run_dir: Path) -> logging.Handler:
 
 def holds_run(run_dir: Path) -> bool:
     return any((run_dir / name).exists() for name in RUN_MARKERS)
+
+
+def merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """``base`` updated by ``changes``, mappings merged key by key (a partial ``preprocessing`` keeps the rest)."""
+    out = copy.deepcopy(base)
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def differing_keys(a: TrainConfig, b: TrainConfig, ignore: tuple[str, ...] = ()) -> list[str]:
+    """The keys whose values differ between two configs."""
+    left, right = a.to_dict(), b.to_dict()
+    return [key for key in left if key not in ignore and left[key] != right[key]]
 
 
 def check_folder(config: TrainConfig, run_dir: Path, existing: Existing) -> None:

@@ -95,6 +95,24 @@ def _load_state(weights_path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
+def model_from_state(architecture: str, state: dict[str, torch.Tensor], num_outputs: int) -> torch.nn.Module:
+    """A fresh ``architecture`` holding exactly the tensors of ``state``, in training mode as created: the
+    one place a model is built from saved weights (a bundle's, a run's best, a ``checkpoint:`` init's)."""
+    model = create(architecture, num_outputs=num_outputs, init="scratch")
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first_line = str(exc).splitlines()[0]
+        raise BundleFormatError(f"weights do not fit architecture {architecture!r}: {first_line}") from None
+    return model
+
+
+def model_from_weights(architecture: str, weights_path: Path, num_outputs: int) -> torch.nn.Module:
+    """A fresh ``architecture`` holding the tensors of ``weights_path`` (safetensors, or a torch file of plain
+    tensors), as a run's best weights and a ``checkpoint:`` initialisation are loaded."""
+    return model_from_state(architecture, _load_state(weights_path), num_outputs)
+
+
 @dataclass
 class LoadedBundle:
     card: ModelCard
@@ -162,13 +180,7 @@ def load_bundle(folder: str | Path) -> LoadedBundle:
         verified_file(folder, "onnx_file", card.onnx_file, card.onnx_sha256)
     guard = _load_guard(folder, card)
     state = _load_state(weights_path)
-    model = create(card.architecture, num_outputs=len(card.labels), init="scratch")
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise BundleFormatError(
-            f"weights do not fit architecture {card.architecture!r}: {str(exc).splitlines()[0]}"
-        ) from None
+    model = model_from_state(card.architecture, state, len(card.labels))
     model.eval()
     return LoadedBundle(card=card, model=model, path=folder, guard=guard)
 

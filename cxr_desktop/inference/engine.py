@@ -18,6 +18,7 @@ import torch
 
 from cxr_desktop.core.architectures import cam_target_layer, classifier_head
 from cxr_desktop.core.bundle import BundleFormatError, LoadedBundle, load_bundle
+from cxr_desktop.core.device import resolve_device
 from cxr_desktop.core.explain import grad_cam, map_to_image
 from cxr_desktop.core.guard import LATERAL, OK
 from cxr_desktop.core.labels import finding_index
@@ -31,15 +32,6 @@ from cxr_desktop.studies.study import StudyError, StudyInfo, is_lateral
 log = logging.getLogger(__name__)
 
 
-def resolve_device(requested: str = "auto") -> torch.device:
-    """ "auto" -> CUDA when available, else CPU; "cuda" without a GPU is an error, not a silent fallback."""
-    if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if requested.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError("CUDA was requested but no CUDA device is available")
-    if requested not in ("cpu",) and not requested.startswith("cuda"):
-        raise ValueError(f"unknown device {requested!r}; use auto, cpu or cuda")
-    return torch.device(requested)
 
 
 @dataclass
