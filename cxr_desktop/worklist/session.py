@@ -84,7 +84,7 @@ class TriageSession:
         self.events = SessionEvents()
         self.metadata = dict(metadata or {})
         self.reviews = reviews
-        self.cache = cache or ImageCache()
+        self.cache = cache if cache is not None else ImageCache()
         self.synthetic = synthetic
         self.worklist = Worklist(max_wait_s)
         self.engine: Engine | None = None
