@@ -88,7 +88,7 @@ def measure_stalls(count: int, shared: Path, wait_for_warm_up: bool = True) -> N
         def tick() -> None:
             now = time.perf_counter()
             ticks.append(now)
-            counts = window.worklist.counts()
+            counts = window.session.counts()
             if counts["urgent"] and "first urgent" not in marks:
                 marks["first urgent"] = now
             if counts["done"] >= count // 2 and "selected" not in marks:

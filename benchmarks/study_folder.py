@@ -11,9 +11,10 @@ CHEST_DICOMS = ["nih_dx_chest_uncompressed.dcm", "siim_cr_chest_pa_jpeg_baseline
                 "siim_cr_chest_monochrome1.dcm", "cr_mono1_10bit_chest_no_meta.dcm"]  # fmt: skip
 
 
-def build_folder(folder: Path, count: int, shared: Path) -> list[Path]:
+def build_folder(folder: Path, count: int, shared: Path, dicoms: bool = True) -> list[Path]:
+    """``count`` copies of the 1024 px NIH PNGs (and, with ``dicoms``, the chest DICOMs) in ``folder``."""
     sources = sorted((shared / "nih14-sample" / "images-1024").glob("*.png"))
-    sources += [shared / "dicom" / name for name in CHEST_DICOMS]
+    sources += [shared / "dicom" / name for name in CHEST_DICOMS] if dicoms else []
     for i, source in zip(range(count), itertools.cycle(sources)):
         shutil.copy(source, folder / f"study_{i:04d}{source.suffix}")
     return sorted(folder.iterdir())

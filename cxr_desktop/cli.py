@@ -1,4 +1,4 @@
-"""cxr-triage: headless batch triage with the same engine as the app; one CSV row per image file."""
+"""cxr-triage: headless batch triage through the same triage session as the app; one CSV row per image file."""
 
 from __future__ import annotations
 
@@ -19,12 +19,12 @@ from cxr_desktop.core.heatmap_overlay import overlay
 from cxr_desktop.core.labels import FINDINGS
 from cxr_desktop.core.preprocess import to_uint8
 from cxr_desktop.core.resources import default_model_dir
-from cxr_desktop.inference.engine import BACKENDS, Engine, StudyResult
+from cxr_desktop.inference.engine import BACKENDS, Engine
 from cxr_desktop.studies.nih import nih_study_metadata, read_nih_table
-from cxr_desktop.studies.reader import read_study
-from cxr_desktop.studies.scan import iter_study_files
 from cxr_desktop.studies.study import StudyError, is_lateral
 from cxr_desktop.worklist.export import STUDY_COLUMNS, safe_row, study_fields
+from cxr_desktop.worklist.rows import DONE, Row
+from cxr_desktop.worklist.session import TriageSession
 
 log = logging.getLogger("cxr_desktop.cli")
 
@@ -49,23 +49,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def result_row(result: StudyResult, threshold: float) -> dict[str, str]:
-    status = "ok" if result.ok else "error"
-    row = study_fields(result.path, status, result.error, result.info, result.urgent, result.probabilities)
-    row["cardiomegaly_threshold"] = f"{threshold:.6f}"
-    return safe_row(row)
+def result_row(row: Row, threshold: float) -> dict[str, str]:
+    status = "ok" if row.status == DONE else "error"
+    fields = study_fields(row.path, status, row.error, row.info, row.urgent, row.probabilities)
+    fields["cardiomegaly_threshold"] = f"{threshold:.6f}"
+    return safe_row(fields)
 
 
-def write_heatmap(engine: Engine, result: StudyResult, folder: Path, metadata: dict | None) -> None:
+def write_heatmap(session: TriageSession, row: Row, folder: Path) -> None:
+    """The Grad-CAM overlay of a scored study, from the session's decoded image (decoded again only when the
+    bounded cache has let it go)."""
     try:
-        image = read_study(result.path, metadata).image
+        image = session.image(row.path)
     except StudyError as exc:  # the file changed since it was scored
-        log.warning("heatmap skipped for %s: %s", result.path.name, exc.reason)
+        log.warning("heatmap skipped for %s: %s", row.path.name, exc.reason)
         return
-    heat = engine.heatmap(image)
-    rgb = overlay(to_uint8(image), heat)
+    rgb = overlay(to_uint8(image), session.heatmap(row.path))
     folder.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(folder / heatmap_name(result.path)), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(folder / heatmap_name(row.path)), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
 
 
 def heatmap_name(path: Path) -> str:
@@ -117,10 +118,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cxr-triage: no such file or folder: {', '.join(missing)}", file=sys.stderr)
         return 2
     metadata = nih_study_metadata(read_nih_table(args.nih_labels)) if args.nih_labels else None
-    files = list(iter_study_files(args.paths))
+    session = TriageSession(engine, metadata=metadata)
+    session.add_paths(args.paths)
+    files = session.rows_in_arrival()
     print(f"cxr-triage: {len(files)} files, model {engine.description}", file=sys.stderr)
     for note in scope_notes(engine.card):
         print(f"cxr-triage: {note}", file=sys.stderr)
+    bar = tqdm(total=session.progress[1], unit="study", disable=args.quiet, file=sys.stderr)
+    session.events.progress.connect(lambda done, _total: bar.update(done - bar.n))
+    session.score_pending()
+    bar.close()
+    rows = session.rows_in_arrival()
 
     # a file name that is not valid UTF-8 is written with its odd bytes escaped (\udcff), not lost
     if args.out:
@@ -131,20 +139,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         writer = csv.DictWriter(out, fieldnames=COLUMNS)
         writer.writeheader()
-        bar = tqdm(total=len(files), unit="study", disable=args.quiet, file=sys.stderr)
-        counts = {"ok": 0, "error": 0, "urgent": 0, "lateral": 0}
-        for result in engine.triage(files, metadata):
-            writer.writerow(result_row(result, engine.policy.threshold))
-            counts["ok" if result.ok else "error"] += 1
-            counts["urgent"] += int(result.urgent)
-            counts["lateral"] += int(result.ok and result.info is not None and is_lateral(result.info.view_position))
-            if args.heatmaps and result.urgent:
-                write_heatmap(engine, result, args.heatmaps, (metadata or {}).get(result.path.name))
-            bar.update(1)
-        bar.close()
+        for row in rows:
+            writer.writerow(result_row(row, session.policy.threshold))
     finally:
         if args.out:
             out.close()
+    counts = {"ok": sum(r.status == DONE for r in rows), "urgent": sum(r.urgent for r in rows)}
+    counts["error"] = len(rows) - counts["ok"]
+    counts["lateral"] = sum(r.status == DONE and r.info is not None and is_lateral(r.info.view_position) for r in rows)
+    if args.heatmaps:
+        for row in rows:
+            if row.urgent:
+                write_heatmap(session, row, args.heatmaps)
     print(f"cxr-triage: {counts['ok']} scored, {counts['urgent']} urgent, {counts['error']} errors", file=sys.stderr)
     if counts["lateral"]:
         print(

@@ -45,7 +45,7 @@ def open_window(app: QApplication, store: Path, paths: list[str]) -> MainWindow:
     window.show()
     wait(app, lambda: window.engine is not None)
     window.open_paths(paths)
-    wait(app, lambda: len(window.worklist.rows) >= len(paths) and window.worklist.counts()["queued"] == 0)
+    wait(app, lambda: len(window.session.rows_in_arrival()) >= len(paths) and window.session.counts()["queued"] == 0)
     wait(app, lambda: False, 0.5)  # a refresh tick
     return window
 

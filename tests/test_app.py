@@ -42,7 +42,8 @@ def open_window(qtbot, bundle, store_path, folder):
     window.open_paths([str(folder)])
     count = len(list(iter_study_files([folder])))
     qtbot.waitUntil(
-        lambda: len(window.worklist.rows) == count and window.worklist.counts()["queued"] == 0, timeout=120_000
+        lambda: len(window.session.rows_in_arrival()) == count and window.session.counts()["queued"] == 0,
+        timeout=120_000,
     )
     qtbot.waitUntil(lambda: window.model.rowCount() == count, timeout=10_000)  # the table's next refresh
     qtbot.wait(300)  # and one more tick, after the last score
@@ -51,7 +52,7 @@ def open_window(qtbot, bundle, store_path, folder):
 
 def select(qtbot, window, row):
     window.table.selectRow(window.model.index_of(row))
-    qtbot.waitUntil(lambda: window.current is row, timeout=5_000)
+    qtbot.waitUntil(lambda: window.current is not None and window.current.path == row.path, timeout=5_000)
 
 
 def test_triage_flow_ordering_errors_heatmap_export(qtbot, tmp_path, median_bundle, gui_folder):
@@ -117,7 +118,7 @@ def test_reviews_survive_a_restart(qtbot, tmp_path, median_bundle, gui_folder):
     window.close()
 
     again = open_window(qtbot, median_bundle, store, gui_folder)
-    restored = next(r for r in again.worklist.rows if r.key == key)
+    restored = next(r for r in again.session.rows_in_arrival() if r.key == key)
     assert restored.review.decision == "dismissed" and restored.review.comment == "old film, compare"
     again.unreviewed_only.setChecked(True)
     qtbot.wait(300)
@@ -153,7 +154,7 @@ def test_event_loop_stays_responsive_while_50_studies_are_triaged(qtbot, tmp_pat
     timer = QTimer(interval=20, timeout=tick)
     timer.start()
     window.open_paths([str(folder)])
-    qtbot.waitUntil(lambda: window.worklist.counts()["done"] == 50, timeout=180_000)
+    qtbot.waitUntil(lambda: window.session.counts()["done"] == 50, timeout=180_000)
     timer.stop()
     # a frozen GUI thread would show one gap as long as the whole run; scoring happens in workers. The tick
     # count only shows that the run was observed at all (a fast machine scores the 50 in well under a second)
@@ -170,7 +171,7 @@ def test_the_demo_worklist_reads_at_a_glance(qtbot, tmp_path):
     window.show()
     qtbot.waitUntil(lambda: window.engine is not None, timeout=60_000)
     window.open_paths([str(DEMO)])
-    qtbot.waitUntil(lambda: window.worklist.counts()["done"] == len(list(DEMO.glob("*.dcm"))), timeout=120_000)
+    qtbot.waitUntil(lambda: window.session.counts()["done"] == len(list(DEMO.glob("*.dcm"))), timeout=120_000)
     qtbot.wait(300)
     card, model = window.engine.card, window.model
     headers = [model.headerData(c, Qt.Orientation.Horizontal) for c in range(model.columnCount())]
@@ -194,9 +195,11 @@ def test_the_demo_worklist_reads_at_a_glance(qtbot, tmp_path):
         window.point_box.select(name)
         qtbot.wait(250)
         threshold = card.operating_points[name][card.urgent_finding]
-        assert window.engine.policy.threshold == threshold
-        expected = {r.path for r in window.worklist.rows if r.probabilities[card.urgent_finding] >= threshold}
-        assert {r.path for r in window.worklist.rows if r.urgent} == expected
+        assert window.session.policy.threshold == threshold
+        expected = {
+            r.path for r in window.session.rows_in_arrival() if r.probabilities[card.urgent_finding] >= threshold
+        }
+        assert {r.path for r in window.session.rows_in_arrival() if r.urgent} == expected
         assert {r.path for r in model.visible[: len(expected)]} == expected
         assert f"{threshold:.3f}" in window.findings.model_label.text()
     window.help_action.trigger()

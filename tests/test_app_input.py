@@ -22,10 +22,11 @@ def test_dropping_a_folder_opens_it(qtbot, tmp_path, tiny_bundle, gui_folder):
     window.dropEvent(event)
     count = len(list(iter_study_files([gui_folder])))
     qtbot.waitUntil(
-        lambda: len(window.worklist.rows) == count and window.worklist.counts()["queued"] == 0, timeout=60_000
+        lambda: len(window.session.rows_in_arrival()) == count and window.session.counts()["queued"] == 0,
+        timeout=60_000,
     )
     window.max_wait.setValue(5)
-    assert window.worklist.max_wait_s == 300
+    assert window.session.max_wait_s == 300
 
 
 def test_a_changed_model_bundle_is_refused_and_the_previous_model_kept(qtbot, tmp_path, tiny_bundle, gui_folder):
@@ -41,7 +42,7 @@ def test_a_changed_model_bundle_is_refused_and_the_previous_model_kept(qtbot, tm
     with qtbot.waitSignal(window.worker.model_failed, timeout=30_000):
         window.request_model.emit(str(changed), "cpu")
     assert "sha256" in window.status_label.text() and "still using tiny-test-model" in window.status_label.text()
-    assert window.engine is kept and window.worker.engine is kept
+    assert window.engine is kept and window.session.engine is kept
     window.open_paths([str(gui_folder)])
     scored = len(list(iter_study_files([gui_folder]))) - 1  # all but the CT slice
-    qtbot.waitUntil(lambda: window.worklist.counts()["done"] == scored, timeout=60_000)
+    qtbot.waitUntil(lambda: window.session.counts()["done"] == scored, timeout=60_000)

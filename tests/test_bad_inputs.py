@@ -67,9 +67,10 @@ def test_the_worklist_gives_every_bad_file_its_reason(qtbot, catalogue, tiny_bun
     window.open_paths([str(folder)])
     total = len(cases) + len(good) + 1
     qtbot.waitUntil(
-        lambda: len(window.worklist.rows) == total and window.worklist.counts()["queued"] == 0, timeout=120_000
+        lambda: len(window.session.rows_in_arrival()) == total and window.session.counts()["queued"] == 0,
+        timeout=120_000,
     )
-    by_path = {row.path: row for row in window.worklist.rows}
+    by_path = {row.path: row for row in window.session.rows_in_arrival()}
     for path, case in cases.items():
         row = by_path[path]
         check(case.kind, case.reason, "error" if row.status == ERROR else "ok" * (row.status == DONE), row.error)

@@ -13,9 +13,10 @@ from conftest import DEMO
 from cxr_desktop.core.bundle import ModelCard
 from cxr_desktop.core.resources import default_model_dir, demo_dir
 from cxr_desktop.inference.engine import Engine, StudyResult
-from cxr_desktop.inference.triage import QueueEntry, TriagePolicy, point_rates, priority_order
+from cxr_desktop.inference.triage import TriagePolicy, point_rates
 from cxr_desktop.studies.reader import read_header, read_study
 from cxr_desktop.ui.worklist_model import waiting_text
+from cxr_desktop.worklist.order import QueueEntry, priority_order
 from cxr_desktop.worklist.rows import Worklist
 
 

@@ -312,13 +312,13 @@ def test_the_window_takes_scope_and_urgent_finding_from_the_card(qtbot, scoped_b
     window.show()
     qtbot.waitUntil(lambda: window.engine is not None, timeout=60_000)
     window.open_paths([str(studies)])
-    qtbot.waitUntil(lambda: window.worklist.counts()["done"] == 3, timeout=60_000)
+    qtbot.waitUntil(lambda: window.session.counts()["done"] == 3, timeout=60_000)
     qtbot.waitUntil(lambda: window.model.rowCount() == 3, timeout=10_000)  # the table's next refresh
     assert window.model.headerData(1, Qt.Orientation.Horizontal) == "Edema"
     assert "Edema ≥" in window.findings.model_label.text() and window.findings.bars.urgent == "Edema"
     row = window.model.visible[0]
     window.table.selectRow(0)
-    qtbot.waitUntil(lambda: window.current is row, timeout=5_000)
+    qtbot.waitUntil(lambda: window.current is not None and window.current.path == row.path, timeout=5_000)
     assert set(row.probabilities) == set(SCOPED_TRAINED)
     assert [r.name for r in window.findings.bars.rows()] == ["Cardiomegaly", "Edema"]
     assert window.model.text(row, 1) == f"{row.probabilities['Edema']:.2f}"

@@ -139,9 +139,11 @@ def open_window(qtbot, bundle, store, folder):
     window.show()
     qtbot.waitUntil(lambda: window.engine is not None, timeout=60_000)
     window.open_paths([str(folder)])
-    qtbot.waitUntil(lambda: bool(window.worklist.rows) and window.worklist.counts()["queued"] == 0, timeout=60_000)
+    qtbot.waitUntil(
+        lambda: bool(window.session.rows_in_arrival()) and window.session.counts()["queued"] == 0, timeout=60_000
+    )
     # the table shows the worklist's rows at its next refresh: select only once they are there
-    qtbot.waitUntil(lambda: window.model.rowCount() == len(window.worklist.rows), timeout=10_000)
+    qtbot.waitUntil(lambda: window.model.rowCount() == len(window.session.rows_in_arrival()), timeout=10_000)
     window.table.selectRow(0)
     qtbot.waitUntil(lambda: window.current is not None, timeout=5_000)
     return window
@@ -161,7 +163,7 @@ def test_the_app_shows_a_lock_and_a_collision_without_freezing(qtbot, tiny_bundl
     _two_patients(tmp_path)
     path = tmp_path / "r.sqlite3"
     window = open_window(qtbot, tiny_bundle, ReviewStore(path), tmp_path)
-    assert all(row.collision for row in window.worklist.rows if row.info)
+    assert all(row.collision for row in window.session.rows_in_arrival() if row.info)
     assert "ID clash" in window.model.text(window.current, COLUMNS.index("Review"))
     other = sqlite3.connect(path, isolation_level=None)
     other.execute("BEGIN EXCLUSIVE")

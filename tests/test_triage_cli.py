@@ -8,7 +8,7 @@ from conftest import make_tiny_bundle
 from cxr_desktop.cli import COLUMNS, main
 from cxr_desktop.core.labels import FINDINGS
 from cxr_desktop.inference.engine import Engine
-from cxr_desktop.inference.triage import QueueEntry, priority_order
+from cxr_desktop.worklist.order import QueueEntry, priority_order
 
 
 def read_rows(path):

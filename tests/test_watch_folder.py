@@ -23,7 +23,7 @@ def watching_window(qtbot, bundle, tmp_path):
 
 
 def status_of(window, path):
-    row = window.worklist.get(path)
+    row = window.session.row(path)
     return None if row is None else row.status
 
 
@@ -44,7 +44,7 @@ def test_a_failed_file_is_read_again_when_it_changes(qtbot, tiny_bundle, tmp_pat
     path.write_bytes(PNG[: len(PNG) // 2])
     qtbot.waitUntil(lambda: status_of(window, path) == ERROR, timeout=20_000)
     # caught mid-write it may also read as empty (seen once on a clean CI run): either way it is an error row
-    assert any(reason in window.worklist.get(path).error for reason in ("corrupt or truncated", "empty"))
+    assert any(reason in window.session.row(path).error for reason in ("corrupt or truncated", "empty"))
     path.write_bytes(PNG)  # the sender fixes the file
     qtbot.waitUntil(lambda: status_of(window, path) == DONE, timeout=20_000)
-    assert window.worklist.get(path).error == "" and len(window.worklist.rows) == 1
+    assert window.session.row(path).error == "" and len(window.session.rows_in_arrival()) == 1

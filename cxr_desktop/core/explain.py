@@ -1,7 +1,7 @@
 """Grad-CAM for one finding, mapped back onto the original image geometry.
 
-Shared by the app (viewer heatmaps) and the trainer (report galleries). Hooks are released by the
-``with GradCAM(...)`` block; gradients are switched on even if the caller runs under inference mode.
+Shared by the app (viewer heatmaps) and the trainer (report galleries). The hook is released when the map is
+made; gradients are switched on even if the caller runs under inference mode.
 """
 
 from __future__ import annotations
@@ -15,20 +15,39 @@ from cxr_desktop.core.preprocess import PreprocessSpec, input_box
 
 
 def grad_cam(model: nn.Module, target_layer: nn.Module, inputs: torch.Tensor, output_index: int) -> np.ndarray:
-    """Grad-CAM maps in [0, 1] at input resolution, one per item of ``inputs`` (N, C, H, W)."""
-    from pytorch_grad_cam import GradCAM  # imported on first use: it pulls in scikit-learn (seconds)
-    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+    """Grad-CAM maps (Selvaraju et al., ICCV 2017) in [0, 1] at input resolution, one per item of ``inputs``
+    (N, C, H, W): the target layer's activations weighted by the spatial mean of the gradient of output
+    ``output_index``, summed over channels, ReLU, scaled to [0, 1], resized, scaled again. The same steps as
+    pytorch-grad-cam's ``GradCAM`` (tests/test_explain.py compares them), without its import (seconds: it
+    pulls in scikit-learn), so that the first heatmap a user asks for does not wait for it."""
+    activations: list[torch.Tensor] = []
+    gradients: list[torch.Tensor] = []
 
+    def capture(_module: nn.Module, _inputs: object, output: torch.Tensor) -> None:
+        # the gradient of the layer's output as it left the layer (a later in-place op, e.g. DenseNet's final
+        # ReLU, must not change it), the activations as the network then used them
+        activations.append(output)
+        output.register_hook(gradients.append)
+
+    handle = target_layer.register_forward_hook(capture)
     was_training = model.training
     model.eval()
     try:
         with torch.inference_mode(False), torch.enable_grad():
             batch = inputs.detach().clone().requires_grad_(True)
-            with GradCAM(model=model, target_layers=[target_layer]) as cam:
-                maps = cam(input_tensor=batch, targets=[ClassifierOutputTarget(output_index)] * len(batch))
+            torch.autograd.grad(model(batch)[:, output_index].sum(), batch)
+            weights = gradients[-1].float().mean(dim=(2, 3), keepdim=True)
+            cams = torch.relu((weights * activations[-1].detach().float()).sum(dim=1)).cpu().numpy()
     finally:
+        handle.remove()
         model.train(was_training)
-    return np.asarray(maps, dtype=np.float32)
+    height, width = inputs.shape[-2:]
+    return np.stack([_unit(cv2.resize(_unit(cam), (width, height))) for cam in cams]).astype(np.float32)
+
+
+def _unit(cam: np.ndarray) -> np.ndarray:
+    shifted = cam - cam.min()
+    return shifted / (1e-7 + shifted.max())
 
 
 def map_to_image(cam: np.ndarray, image_shape: tuple[int, int], spec: PreprocessSpec) -> np.ndarray:

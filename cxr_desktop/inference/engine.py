@@ -53,6 +53,9 @@ class StudyResult:
         return not self.error
 
 
+Loader = Callable[[Path], "tuple[StudyInfo | None, np.ndarray]"]  # path -> (header, decoded image)
+
+
 @dataclass
 class _Prepared:
     path: Path
@@ -192,10 +195,10 @@ class Engine:
         trained = set(self.card.trained_findings)
         return {name: float(v) for name, v in zip(self.card.labels, row, strict=True) if name in trained}
 
-    def _prepare(self, path: Path, metadata: dict[str, str] | None) -> _Prepared:
+    def _prepare(self, path: Path, load: Loader) -> _Prepared:
         try:
-            study = read_study(path, metadata)
-            return _Prepared(path, study.info, resize_to_input(to_uint8(study.image), self.spec))
+            info, image = load(path)
+            return _Prepared(path, info, resize_to_input(to_uint8(image), self.spec))
         except StudyError as exc:
             return _Prepared(path, error=exc.reason)
         except Exception as exc:  # anything a reader or the preprocessing did not anticipate: this file only
@@ -237,27 +240,32 @@ class Engine:
         return StudyResult(prepared.path, prepared.info, scores, urgent, quality=verdict)
 
     def triage(
-        self,
-        paths: Iterable[Path],
-        metadata: Mapping[str, dict[str, str]] | None = None,
-        progress: Callable[[StudyResult], None] | None = None,
+        self, paths: Iterable[Path], metadata: Mapping[str, dict[str, str]] | None = None
     ) -> Iterator[StudyResult]:
-        """Score every file, in input order, decoding ahead of the model in a thread pool."""
+        """Read, decode and score every file, in input order (one ``read_study`` per file). A worklist goes
+        through a ``TriageSession`` instead, which reads headers first and keeps the decoded images."""
         meta = metadata or {}
+
+        def load(path: Path) -> tuple[StudyInfo, np.ndarray]:
+            study = read_study(path, meta.get(path.name))
+            return study.info, study.image
+
+        for batch in self.score_batches(paths, load):
+            yield from batch
+
+    def score_batches(self, paths: Iterable[Path], load: Loader) -> Iterator[list[StudyResult]]:
+        """Score studies in input order, one list per model batch. ``load(path)`` gives the study's header and
+        decoded image (or raises ``StudyError``); it runs in a thread pool ahead of the model."""
         pending: deque = deque()
         todo = iter(paths)
         ahead = self.batch_size * 3  # decoded inputs kept in flight; bounds memory on huge folders
         with ThreadPoolExecutor(self.workers, thread_name_prefix="cxr-read") as pool:
             while True:
                 for path in itertools.islice(todo, max(0, ahead - len(pending))):
-                    pending.append(pool.submit(self._prepare, Path(path), meta.get(Path(path).name)))
+                    pending.append(pool.submit(self._prepare, Path(path), load))
                 if not pending:
                     break
-                batch = [pending.popleft().result() for _ in range(min(self.batch_size, len(pending)))]
-                for result in self._results(batch):
-                    if progress is not None:
-                        progress(result)
-                    yield result
+                yield self._results([pending.popleft().result() for _ in range(min(self.batch_size, len(pending)))])
 
     # -- explanation ---------------------------------------------------------------------------------
 

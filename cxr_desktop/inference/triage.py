@@ -1,10 +1,9 @@
-"""Triage rules: thresholds from the model card -> an urgent flag; worklist ordering with a wait cap; what
-each of the card's operating points flagged on the images it was tuned on."""
+"""Triage rules: thresholds from the model card -> an urgent flag; what each of the card's operating points
+flagged on the images it was tuned on. The reading order is the worklist's (``cxr_desktop.worklist.order``)."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -31,41 +30,6 @@ class TriagePolicy:
     def is_urgent(self, probabilities: dict[str, float]) -> bool:
         """At or above the threshold; a missing or NaN score is never urgent (NaN compares False)."""
         return probabilities.get(self.finding, float("nan")) >= self.threshold
-
-
-@dataclass(frozen=True)
-class QueueEntry:
-    """What ordering needs to know about one row."""
-
-    arrival: int  # arrival order (scan order), lower first
-    arrived_at: float  # seconds (monotonic or wall clock; only differences matter)
-    urgent: bool
-    score: float = math.nan  # the urgent finding's probability (NaN: not scored)
-
-
-def is_overdue(entry: QueueEntry, now: float, max_wait_s: float | None) -> bool:
-    return max_wait_s is not None and now - entry.arrived_at >= max_wait_s
-
-
-def priority_order(entries: Sequence[QueueEntry], now: float, max_wait_s: float | None) -> list[int]:
-    """Indices of ``entries`` in reading order.
-
-    1. studies that have waited longer than ``max_wait_s`` (urgent or not), the longest wait first, so that
-       nothing sinks forever behind a stream of urgent cases;
-    2. urgent studies, the highest score first (ties, and missing scores last, by arrival);
-    3. the rest, by arrival.
-    """
-
-    def key(i: int) -> tuple:
-        entry = entries[i]
-        if is_overdue(entry, now, max_wait_s):
-            return (0, entry.arrived_at, entry.arrival)
-        if entry.urgent:
-            score = -entry.score if not math.isnan(entry.score) else math.inf
-            return (1, score, entry.arrival)
-        return (2, 0.0, entry.arrival)
-
-    return sorted(range(len(entries)), key=key)
 
 
 @dataclass(frozen=True)

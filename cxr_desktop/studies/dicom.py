@@ -220,9 +220,17 @@ def _decode(ds: Dataset) -> np.ndarray:
 
 
 def read_dicom(path: Path) -> LoadedStudy:
-    """Decode one DICOM chest radiograph to a float32 [0, 1] display-polarity image."""
+    """Decode one DICOM chest radiograph to a float32 [0, 1] display-polarity image, with its header."""
     ds = read_dataset(path, with_pixels=True)
-    info = dicom_info(path, ds)
+    return LoadedStudy(dicom_info(path, ds), _display_pixels(path, ds))
+
+
+def read_dicom_pixels(path: Path) -> np.ndarray:
+    """The display image alone, for a study whose header was read already (no second ``StudyInfo``)."""
+    return _display_pixels(path, read_dataset(path, with_pixels=True))
+
+
+def _display_pixels(path: Path, ds: Dataset) -> np.ndarray:
     if "PixelData" not in ds:
         raise StudyError(path, "DICOM has no pixel data")
     photometric = _text(ds, "PhotometricInterpretation").upper()
@@ -244,8 +252,8 @@ def read_dicom(path: Path) -> LoadedStudy:
             stored = pydicom.pixels.convert_color_space(stored, photometric, "RGB")
         stored = stored.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
         display = unit_range(stored) if stored.max() > 255 else stored / 255.0
-        return LoadedStudy(info, check_pixels(path, display.astype(np.float32)))
+        return check_pixels(path, display.astype(np.float32))
     if stored.ndim != 2:
         raise StudyError(path, f"expected one 2-D image, got pixel array of shape {stored.shape}")
     check_pixels(path, stored)
-    return LoadedStudy(info, check_pixels(path, _to_display(path, ds, stored)))
+    return check_pixels(path, _to_display(path, ds, stored))

@@ -1,8 +1,8 @@
 """PNG and JPEG images of any depth and channel count -> one gray display-polarity image.
 
-The file is read once, through :func:`open_regular` (regular files within the size cap only); a PNG is read
-only up to its end chunk and refused when much follows it, a JPEG when its end marker is not near the end of
-the file. EXIF orientation is applied, as every viewer does.
+The file is read once, in one read, through :func:`open_regular` (regular files within the size cap only); a
+PNG is used up to its end chunk and refused when much follows it, a JPEG when its end marker is not near the
+end of the file. EXIF orientation is applied, as every viewer does.
 """
 
 from __future__ import annotations
@@ -10,11 +10,9 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
-import os
 import struct
 import warnings
 from pathlib import Path
-from typing import BinaryIO
 
 import cv2
 import numpy as np
@@ -40,39 +38,35 @@ MAX_PNG_CHUNKS = 1_000_000
 EXIF_ORIENTATION = 0x0112
 
 
-def _png_end(path: Path, handle: BinaryIO, size: int) -> int | None:
-    """Offset just after the IEND chunk, found by walking the chunk headers (seeks, no data read); None
-    when the chunks run out first (a truncated file: the decoder says so)."""
+def _png_end(path: Path, data: bytes) -> int | None:
+    """Offset just after the IEND chunk, found by walking the chunk headers in memory; None when the chunks
+    run out first (a truncated file: the decoder says so)."""
     pos = len(PNG_SIGNATURE)
     for _ in range(MAX_PNG_CHUNKS):
-        handle.seek(pos)
-        head = handle.read(8)
-        if len(head) < 8:
+        if pos + 8 > len(data):
             return None
-        length, kind = struct.unpack(">I4s", head)
+        length, kind = struct.unpack_from(">I4s", data, pos)
         pos += 12 + length
         if kind == b"IEND":
-            return pos if pos <= size else None
+            return pos if pos <= len(data) else None
     raise StudyError(path, f"PNG has more than {MAX_PNG_CHUNKS:,} chunks")
 
 
 def read_image_bytes(path: Path) -> bytes:
-    """The bytes of the image, refusing trailing data past the end marker beyond the tolerance."""
+    """The bytes of the image in one read of the file (within the size cap), refusing trailing data past
+    the end marker beyond the tolerance."""
     with open_regular(path) as handle:
-        size = os.fstat(handle.fileno()).st_size
-        if handle.read(len(PNG_SIGNATURE)) == PNG_SIGNATURE:
-            end = _png_end(path, handle, size)
-            if end is not None:
-                _refuse_trailing(path, size - end, "the PNG end chunk (IEND)")
-                size = end
-        elif size > TRAILING_TOLERANCE:
-            handle.seek(0)
-            if handle.read(2) == b"\xff\xd8":  # a JPEG: its end marker must be near the end of the file
-                handle.seek(size - TRAILING_TOLERANCE)
-                if JPEG_END not in handle.read():
-                    _refuse_trailing(path, size, "a JPEG end marker")
-        handle.seek(0)
-        return handle.read(size)
+        data = handle.read()
+    if data.startswith(PNG_SIGNATURE):
+        end = _png_end(path, data)
+        if end is not None:
+            _refuse_trailing(path, len(data) - end, "the PNG end chunk (IEND)")
+            return data[:end] if end < len(data) else data
+    elif len(data) > TRAILING_TOLERANCE and data.startswith(b"\xff\xd8"):
+        # a JPEG: its end marker must be near the end of the file
+        if data.rfind(JPEG_END, len(data) - TRAILING_TOLERANCE) < 0:
+            _refuse_trailing(path, len(data), "a JPEG end marker")
+    return data
 
 
 def _refuse_trailing(path: Path, extra: int, marker: str) -> None:
@@ -181,11 +175,22 @@ def decode_gray(path: Path, data: bytes | None = None) -> np.ndarray:
     return image
 
 
-def read_raster(path: Path, metadata: dict[str, str] | None = None) -> LoadedStudy:
-    data = read_image_bytes(path)
-    info, orientation = _info(path, data, metadata)
+def _pixels(path: Path, data: bytes, orientation: int) -> np.ndarray:
     image = check_pixels(path, apply_orientation(decode_gray(path, data), orientation))
     if image.dtype == np.uint16:
         # 16-bit PNGs often hold 10-14 bit data: stretch the stored range for display
         image = unit_range(image)
-    return LoadedStudy(info, image)
+    return image
+
+
+def read_raster(path: Path, metadata: dict[str, str] | None = None) -> LoadedStudy:
+    """Header and pixels from one read of the file."""
+    data = read_image_bytes(path)
+    info, orientation = _info(path, data, metadata)
+    return LoadedStudy(info, _pixels(path, data, orientation))
+
+
+def read_raster_pixels(path: Path, orientation: int = 1) -> np.ndarray:
+    """The display image alone, for a study whose header was read already: one read and one decode, no
+    hash and no header parse."""
+    return _pixels(path, read_image_bytes(path), orientation)

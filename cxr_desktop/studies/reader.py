@@ -8,7 +8,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from cxr_desktop.studies.raster import RASTER_SUFFIXES, read_raster, read_raster_header
+import numpy as np
+
+from cxr_desktop.studies.raster import RASTER_SUFFIXES, read_raster, read_raster_header, read_raster_pixels
 from cxr_desktop.studies.study import (
     LoadedStudy,
     StudyError,
@@ -116,5 +118,20 @@ def read_study(path: Path, metadata: dict[str, str] | None = None) -> LoadedStud
 
             return read_dicom(path)
         return read_raster(path, metadata)
+
+    return _guarded(path, read)
+
+
+def read_pixels(path: Path, info: StudyInfo) -> np.ndarray:
+    """Decode the pixels of a study whose header (``info``) was read already: the same image as
+    ``read_study(path).image``, without reading or hashing a second header."""
+    path = Path(path)
+
+    def read() -> np.ndarray:
+        if _guard(path) == "dicom":
+            from cxr_desktop.studies.dicom import read_dicom_pixels
+
+            return read_dicom_pixels(path)
+        return read_raster_pixels(path, int(info.extra.get("exif_orientation", 1)))
 
     return _guarded(path, read)

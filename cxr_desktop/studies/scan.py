@@ -20,6 +20,15 @@ class ScanResult:
     errors: list[StudyError] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Scanned:
+    """One file found by a scan: its header, or the reason it cannot be triaged."""
+
+    path: Path
+    info: StudyInfo | None
+    error: str = ""
+
+
 def iter_study_files(paths: Iterable[str | Path]) -> Iterator[Path]:
     """Every candidate study file under the given files/folders, sorted, never following directory links."""
     for root in paths:
@@ -51,21 +60,31 @@ def _listed(path: Path) -> bool:
     return study_kind(path) is not None
 
 
-def scan(
+def iter_scan(
     paths: Iterable[str | Path],
     metadata: Mapping[str, dict[str, str]] | None = None,
-    progress: Callable[[int], None] | None = None,
-) -> ScanResult:
-    """Read every study header under ``paths``; nothing aborts the scan.
+    wanted: Callable[[Path], bool] | None = None,
+) -> Iterator[Scanned]:
+    """Read the header of every study file under ``paths`` (those ``wanted`` says, when given), one at a time;
+    a file that cannot be triaged gives its reason and nothing aborts the scan.
 
     ``metadata`` maps a file name to extra fields (e.g. NIH ``patient_id`` and ``view_position``).
     """
-    result = ScanResult()
-    for count, path in enumerate(iter_study_files(paths), start=1):
+    for path in iter_study_files(paths):
+        if wanted is not None and not wanted(path):
+            continue
         try:
-            result.studies.append(read_header(path, (metadata or {}).get(path.name)))
+            yield Scanned(path, read_header(path, (metadata or {}).get(path.name)))
         except StudyError as exc:  # read_header turns every failure into one
-            result.errors.append(exc)
-        if progress is not None:
-            progress(count)
+            yield Scanned(path, None, exc.reason)
+
+
+def scan(paths: Iterable[str | Path], metadata: Mapping[str, dict[str, str]] | None = None) -> ScanResult:
+    """Every header under ``paths`` at once (see :func:`iter_scan`)."""
+    result = ScanResult()
+    for found in iter_scan(paths, metadata):
+        if found.info is not None:
+            result.studies.append(found.info)
+        else:
+            result.errors.append(StudyError(found.path, found.error))
     return result

@@ -5,14 +5,13 @@ from __future__ import annotations
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QCheckBox, QComboBox, QLabel, QSpinBox, QToolBar
 
-from cxr_desktop.inference.triage import TriagePolicy
 from cxr_desktop.ui.help import HelpDialog
 from cxr_desktop.ui.operating_point import OperatingPointBox
 
 
 class Controls:
-    """Mixed into the main window, which provides the file actions, ``worklist``, ``model``, ``engine``,
-    ``findings``, ``folder_watch``, ``request_model`` and ``_dirty``."""
+    """Mixed into the main window, which provides the file actions, ``session``, ``model``, ``engine``,
+    ``findings``, ``folder_watch``, ``request_model`` and ``_refresh``."""
 
     def _build_toolbar(self) -> None:
         bar = QToolBar("Main", self)
@@ -41,7 +40,7 @@ class Controls:
         self.point_box.chosen.connect(self.set_operating_point)
         bar.addWidget(self.point_box)
         bar.addWidget(QLabel(" Max wait (min): "))
-        self.max_wait = QSpinBox(minimum=1, maximum=24 * 60, value=int(self.worklist.max_wait_s / 60))
+        self.max_wait = QSpinBox(minimum=1, maximum=24 * 60, value=int(self.session.max_wait_s / 60))
         self.max_wait.setToolTip("A study that has waited this long moves to the top of the list")
         self.max_wait.valueChanged.connect(self._max_wait_changed)
         bar.addWidget(self.max_wait)
@@ -70,18 +69,14 @@ class Controls:
         """Flag the worklist at once at the card's operating point ``name``; studies scored later use it too."""
         if self.engine is None:
             return
-        card = self.engine.card
-        policy = TriagePolicy.from_card(card, name)
-        self.engine.policy = policy  # read by the scoring thread for the next results
-        urgent = self.worklist.set_policy(policy)
-        self.findings.set_card(card, name)
+        urgent = self.session.set_operating_point(name)
+        self.findings.set_card(self.engine.card, name)
         self._describe_model()
-        self._dirty = True
         self.statusBar().showMessage(f"Operating point {name}: {urgent} urgent", 8000)
 
     def _describe_model(self) -> None:
         engine = self.engine
-        policy = engine.policy
+        policy = self.session.policy
         self.findings.model_label.setText(
             f"Model: {engine.card.model_id} · fingerprint {engine.card.fingerprint}\nDevice: {engine.device_name}\n"
             f"Operating point: {policy.operating_point} "
@@ -91,11 +86,10 @@ class Controls:
     def _filters_changed(self) -> None:
         self.model.urgent_only = self.urgent_only.isChecked()
         self.model.unreviewed_only = self.unreviewed_only.isChecked()
-        self._dirty = True
+        self._refresh()
 
     def _max_wait_changed(self, minutes: int) -> None:
-        self.worklist.max_wait_s = minutes * 60.0
-        self._dirty = True
+        self.session.set_max_wait(minutes * 60.0)
 
     def _remember_requested_model(self, path: str, _device: str) -> None:
         self._requested_model = path

@@ -4,18 +4,12 @@ and a Grad-CAM overlay with a toggle and an opacity."""
 from __future__ import annotations
 
 import numpy as np
-from PySide6.QtCore import QPointF, Qt, Signal
+from PySide6.QtCore import QPointF, Qt
 from PySide6.QtGui import QImage, QPainter, QPixmap
 from PySide6.QtWidgets import QGraphicsPixmapItem, QGraphicsScene, QGraphicsView
 
 from cxr_desktop.core.heatmap_overlay import overlay
 from cxr_desktop.studies.windowing import DEFAULT_WINDOW, apply_window
-
-
-def gray_to_qimage(gray: np.ndarray) -> QImage:
-    gray = np.ascontiguousarray(gray)
-    image = QImage(gray.data, gray.shape[1], gray.shape[0], gray.strides[0], QImage.Format.Format_Grayscale8)
-    return image.copy()
 
 
 def rgb_to_qimage(rgb: np.ndarray) -> QImage:
@@ -25,8 +19,6 @@ def rgb_to_qimage(rgb: np.ndarray) -> QImage:
 
 
 class ImageView(QGraphicsView):
-    window_changed = Signal(float, float)  # center, width
-
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
         self.setScene(QGraphicsScene(self))
@@ -57,7 +49,6 @@ class ImageView(QGraphicsView):
     def set_window(self, center: float, width: float) -> None:
         self.center, self.width = float(np.clip(center, 0, 1)), float(np.clip(width, 0.01, 2))
         self.render_image()
-        self.window_changed.emit(self.center, self.width)
 
     def reset_window(self) -> None:
         self.set_window(*DEFAULT_WINDOW)

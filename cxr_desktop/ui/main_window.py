@@ -1,4 +1,6 @@
-"""The triage window: the worklist on the left, the viewer and findings on the right, background workers."""
+"""The triage window: the worklist on the left, the viewer and findings on the right. It renders what the triage
+session announces and forwards the user's input to it; the session's slow work runs in the thread adapters of
+``ui.worker``."""
 
 from __future__ import annotations
 
@@ -22,7 +24,6 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from cxr_desktop.inference.triage import TriagePolicy
 from cxr_desktop.studies.windowing import PRESETS
 from cxr_desktop.ui.banner import Banner
 from cxr_desktop.ui.controls import Controls
@@ -31,14 +32,16 @@ from cxr_desktop.ui.findings_panel import FindingsPanel
 from cxr_desktop.ui.folder_watch import FolderWatch
 from cxr_desktop.ui.heatmap_cache import HeatmapCache
 from cxr_desktop.ui.image_view import ImageView
+from cxr_desktop.ui.session_bridge import SessionBridge
 from cxr_desktop.ui.worker import HeatmapWorker, ImageLoader, TriageWorker
 from cxr_desktop.ui.worklist_model import WorklistModel, worklist_table
 from cxr_desktop.worklist.export import export_csv
 from cxr_desktop.worklist.reviews import ReviewStore, ReviewStoreError
-from cxr_desktop.worklist.rows import DONE, STORE_COLLISION_NOTE, Row, Worklist
+from cxr_desktop.worklist.rows import DONE, Row
+from cxr_desktop.worklist.session import TriageSession
 
 if TYPE_CHECKING:  # the engine (and PyTorch) load in the worker thread, after the window is shown
-    from cxr_desktop.inference.engine import Engine, StudyResult
+    from cxr_desktop.inference.engine import Engine
 
 log = logging.getLogger(__name__)
 
@@ -66,10 +69,11 @@ class MainWindow(Controls, FileActions, QMainWindow):
         demo: bool = False,
     ) -> None:
         super().__init__()
-        self.store, self.device, self.synthetic = store, device, synthetic
-        self.engine: Engine | None = None
-        self.worklist = Worklist(max_wait_s=max_wait_minutes * 60)
-        self.model = WorklistModel(self.worklist, self)
+        self.store, self.device = store, device
+        self.engine: Engine | None = None  # the session's, once loaded: its card and device are shown
+        self.session = TriageSession(max_wait_s=max_wait_minutes * 60, reviews=store, synthetic=synthetic)
+        self.bridge = SessionBridge(self.session, self)
+        self.model = WorklistModel(self)
         self.heatmaps = HeatmapCache(limit=PRECOMPUTED_MAPS * 2)
         self.current: Row | None = None
         title = " — SYNTHETIC DEMO (not patient data)" if synthetic else DEMO_TITLE if demo else ""
@@ -81,10 +85,12 @@ class MainWindow(Controls, FileActions, QMainWindow):
         if store.read_only:
             self.banner.set_permanent("Read-only review store: decisions and comments cannot be saved.")
         self._start_workers()
-        self._dirty = False
-        self._timer = QTimer(self, interval=200, timeout=self._refresh_if_dirty)
-        self._timer.start()
-        self._waiting_timer = QTimer(self, interval=WAITING_TICK_MS, timeout=self._mark_dirty)
+        self.bridge.rows_changed.connect(self._refresh)
+        self.bridge.progress.connect(self._progress)
+        self.bridge.idle.connect(self._precompute_heatmaps)
+        self.bridge.notice.connect(self.banner.say)
+        # a clock, not a poll: waiting times and Max-wait promotions change with time alone
+        self._waiting_timer = QTimer(self, interval=WAITING_TICK_MS, timeout=self._refresh)
         self._waiting_timer.start()
         self.request_model.emit(str(model_dir), device)
 
@@ -156,8 +162,8 @@ class MainWindow(Controls, FileActions, QMainWindow):
 
     def _start_workers(self) -> None:
         self.worker_thread, self.heat_thread, self.image_thread = QThread(self), QThread(self), QThread(self)
-        self.worker, self.images = TriageWorker(), ImageLoader()
-        self.heat = HeatmapWorker(scoring=self.worker)
+        self.worker, self.images = TriageWorker(self.session), ImageLoader(self.session)
+        self.heat = HeatmapWorker(self.session)
         self.worker.moveToThread(self.worker_thread)
         self.heat.moveToThread(self.heat_thread)
         self.images.moveToThread(self.image_thread)
@@ -169,11 +175,7 @@ class MainWindow(Controls, FileActions, QMainWindow):
         self.worker.model_loaded.connect(self.heat.set_engine)
         self.worker.model_loaded.connect(self._model_loaded)
         self.worker.model_failed.connect(self._model_failed)
-        self.worker.scanned.connect(self._scanned)
-        self.worker.result.connect(self._result)
-        self.worker.progress.connect(self._progress)
         self.heat.ready.connect(self._heatmap_ready)
-        self.worker.idle.connect(self._precompute_heatmaps)
         self.images.image_ready.connect(self._image_ready)
         self.images.failed.connect(self._study_failed)
         self.heat.failed.connect(self._study_failed)
@@ -189,12 +191,13 @@ class MainWindow(Controls, FileActions, QMainWindow):
 
     def export(self, path: Path) -> None:
         try:
-            export_csv(self.worklist.ordered(), path)
+            rows = self.session.snapshot().rows
+            export_csv(rows, path)
         except OSError as exc:
             log.error("export failed: %s", exc)
             self.banner.say(f"Export to {path} failed: {exc.strerror or exc}")
             return
-        self.statusBar().showMessage(f"Exported {len(self.worklist.rows)} studies to {path}", 8000)
+        self.statusBar().showMessage(f"Exported {len(rows)} studies to {path}", 8000)
 
     def review(self, decision: str) -> None:
         row = self.current
@@ -202,23 +205,18 @@ class MainWindow(Controls, FileActions, QMainWindow):
             return
         if row.review.decision == decision:
             decision = ""  # pressing again undoes
-        if self._save(row, decision, row.review.comment):  # durable before the screen says so
-            row.review.decision = decision
-            self._dirty = True
+        self._save(row, decision, row.review.comment)
 
     def _save_comment(self) -> None:
         row = self.current
-        if row is None or row.info is None:
-            return
-        if self._save(row, row.review.decision, self.comment.text()):
-            row.review.comment = self.comment.text()
-            self._dirty = True
+        if row is not None and row.info is not None and self._save(row, row.review.decision, self.comment.text()):
             self.statusBar().showMessage("Comment saved", 3000)
 
     def _save(self, row: Row, decision: str, comment: str) -> bool:
-        """Store one decision; a failure (read-only, locked, damaged store) is shown and nothing changes."""
+        """Store one decision (durable before the screen shows it); a failure (read-only, locked, damaged
+        store) is shown and nothing changes."""
         try:
-            self.store.set(row.review_id, decision, comment)
+            self.session.review(row.path, decision, comment)
         except ReviewStoreError as exc:
             message = f"{row.path.name}: {exc}"
             self.banner.say(message)
@@ -226,20 +224,15 @@ class MainWindow(Controls, FileActions, QMainWindow):
             return False
         return True
 
-    # -- worker results ------------------------------------------------------------------------------
+    # -- what the workers and the session announce ----------------------------------------------------
 
     def _model_loaded(self, engine: Engine, description: str) -> None:
         self.engine = engine
-        card = engine.card
-        chosen = self.point_box.currentData()  # a point picked before a reload (e.g. another device) is kept
-        if chosen and chosen != engine.policy.operating_point and chosen in card.operating_points:
-            engine.policy = TriagePolicy.from_card(card, chosen)
-        self.worklist.set_policy(engine.policy)
-        self.point_box.set_card(card, engine.policy.operating_point)
-        self.findings.set_card(card, engine.policy.operating_point)
+        card, point = engine.card, self.session.policy.operating_point
+        self.point_box.set_card(card, point)
+        self.findings.set_card(card, point)
         self._describe_model()
         self.model.set_scope(card.urgent_finding, card.shown_findings)
-        self._dirty = True
         if self.current is not None:
             self._show_findings(self.current)
         self.status_label.setText(f"Model {description}")
@@ -251,32 +244,6 @@ class MainWindow(Controls, FileActions, QMainWindow):
         else:
             self.status_label.setText(message + " — studies stay queued; open a model bundle (Open model…).")
 
-    def _scanned(self, items: list) -> None:
-        added = [
-            self.worklist.add(path, info, error, synthetic=self.synthetic) or self.worklist.requeue(path, info, error)
-            for path, info, error in items
-        ]
-        self.folder_watch.watch_failed(row.path for row in added if row.error)
-        added = [row for row in added if row.info is not None]
-        try:
-            reviews, collisions = self.store.load([row.review_id for row in added])
-        except ReviewStoreError as exc:
-            reviews, collisions = {}, set()
-            self.banner.say(f"Earlier reviews could not be read: {exc}")
-        for row in added:
-            row.review = reviews.get(row.key, row.review)
-            if row.key in collisions and not row.collision:
-                row.collision = STORE_COLLISION_NOTE
-        self._dirty = True
-
-    def _result(self, result: StudyResult) -> None:
-        row = self.worklist.apply(result)
-        if row is not None and row.error:
-            self.folder_watch.watch_failed([row.path])
-        if row is self.current:
-            self._show_findings(row)
-        self._dirty = True
-
     def _progress(self, done: int, total: int) -> None:
         self.progress.setMaximum(max(total, 1))
         self.progress.setValue(done)
@@ -284,48 +251,56 @@ class MainWindow(Controls, FileActions, QMainWindow):
 
     def _precompute_heatmaps(self) -> None:
         """Grad-CAM of the urgent studies at the top of the list, ready before the radiologist opens them."""
-        self._refresh_if_dirty()  # the order as the user sees it, with the last results in
         top = [row.path for row in self.model.visible if row.urgent][:PRECOMPUTED_MAPS]
-        for path in top:  # queued behind any selected study; asked for once scoring is idle
+        for path in top:  # queued behind any selected study
             if path not in self.heatmaps:
                 self.request_heatmap.emit(str(path), False)
 
-    def _heatmap_ready(self, path: str, image, heatmap) -> None:
+    def _heatmap_ready(self, path: str, heatmap) -> None:
         self.heatmaps.put(Path(path), heatmap)
         if self.current is not None and self.current.path == Path(path):
             self.view.set_heatmap(heatmap)
 
-    # -- selection and refresh -----------------------------------------------------------------------
+    # -- rendering and selection ---------------------------------------------------------------------
 
-    def _refresh_if_dirty(self) -> None:
-        if not self._dirty:
-            return
-        self._dirty = False
+    def _refresh(self, _paths: list | None = None) -> None:
+        """Show the session's rows as they are now, keeping the selected study selected."""
+        snapshot = self.session.snapshot()
+        self.model.refresh(snapshot)
+        failed = [row.path for row in snapshot.rows if row.error]
+        self.folder_watch.watch_failed(failed)
         keep = self.current
-        self.model.refresh()
         if keep is not None and (i := self.model.index_of(keep)) >= 0:
             self.table.selectionModel().setCurrentIndex(
                 self.model.index(i, 0),
                 QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows,
             )
-        counts = self.worklist.counts()
+            now = self.model.row_at(i)
+            self.current = now
+            if (now.status, now.error, now.probabilities) != (keep.status, keep.error, keep.probabilities):
+                self._show_findings(now)
+                self._ask_heatmap(now)
+        counts = snapshot.counts
         self.counts_label.setText(
-            f"  {len(self.worklist.rows)} studies · {counts['urgent']} urgent · {counts['done']} scored · "
+            f"  {len(snapshot.rows)} studies · {counts['urgent']} urgent · {counts['done']} scored · "
             f"{counts['queued']} queued · {counts['error']} refused  "
         )
 
     def _row_selected(self, current, _previous) -> None:
         row = self.model.row_at(current.row())
-        if row is None or row is self.current:
+        if row is None or (self.current is not None and row.path == self.current.path):
             return
         self.current = row
         self.comment.setText(row.review.comment)
         self._show_findings(row)
         self.view.set_image(None)
-        if row.info is not None:  # decoded by the image loader; shown by _image_ready
+        if row.info is not None:  # decoded by the image loader (from the session's cache); shown by _image_ready
             self.request_image.emit(str(row.path))
-            if row.status == DONE and row.path not in self.heatmaps:
-                self.request_heatmap.emit(str(row.path), True)
+            self._ask_heatmap(row)
+
+    def _ask_heatmap(self, row: Row) -> None:
+        if row.status == DONE and row.path not in self.heatmaps:
+            self.request_heatmap.emit(str(row.path), True)
 
     def _image_ready(self, path: str, image) -> None:
         if self.current is None or self.current.path != Path(path):
@@ -347,9 +322,6 @@ class MainWindow(Controls, FileActions, QMainWindow):
             header += f"<br><span style='color:#a00'>Error: {row.error}</span>"
         self.findings.title.setText(header)
         self.findings.show_probabilities(row.probabilities)
-
-    def _mark_dirty(self) -> None:
-        self._dirty = True
 
     def closeEvent(self, event) -> None:  # noqa: N802
         for thread in (self.worker_thread, self.heat_thread, self.image_thread):

@@ -1,4 +1,5 @@
-"""QAbstractTableModel over the plain-Python worklist, with the urgent-only / unreviewed-only filters.
+"""QAbstractTableModel over a snapshot of the triage session's worklist, with the urgent-only / unreviewed-only
+filters.
 
 Scoring progress is shown once, in the status bar; a row shows its score, or "queued" / the reason it was not
 scored."""
@@ -11,7 +12,8 @@ from PySide6.QtCore import QAbstractTableModel, QModelIndex, Qt
 from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import QAbstractItemView, QTableView
 
-from cxr_desktop.worklist.rows import DONE, ERROR, QUEUED, RUNNING, Row, Worklist
+from cxr_desktop.worklist.rows import DONE, ERROR, QUEUED, Row
+from cxr_desktop.worklist.session import Snapshot
 
 COLUMNS = ["Priority", "Score", "Waiting", "Patient", "View", "Study date", "Review", "Other findings"]
 # default widths of all but the last column (which takes the rest): they fit the window's default worklist pane
@@ -19,7 +21,6 @@ COLUMN_WIDTHS = {"Priority": 66, "Score": 100, "Waiting": 64, "Patient": 90, "Vi
 URGENT_BG = QColor(255, 214, 214)
 OVERDUE_BG = QColor(255, 236, 200)
 ERROR_FG = QColor(160, 0, 0)
-PENDING = {QUEUED: "queued", RUNNING: "scoring"}
 HEADER_TIPS = {
     "Priority": "URGENT: at or above the operating point's threshold. WAITED: on the list longer than Max wait",
     "Score": "The model's probability for the urgent finding named by the model card",
@@ -42,10 +43,10 @@ def date_text(value: str) -> str:
 
 
 class WorklistModel(QAbstractTableModel):
-    def __init__(self, worklist: Worklist, parent=None) -> None:
+    def __init__(self, parent=None) -> None:
         super().__init__(parent)
-        self.worklist = worklist
         self.visible: list[Row] = []
+        self.overdue: frozenset = frozenset()
         self.urgent_only = False
         self.unreviewed_only = False
         self.threshold: float | None = None
@@ -57,9 +58,10 @@ class WorklistModel(QAbstractTableModel):
         self.urgent_finding, self.shown_findings = urgent_finding, list(shown_findings)
         self.headerDataChanged.emit(Qt.Orientation.Horizontal, 1, 1)
 
-    def refresh(self) -> None:
-        self.now = time.time()
-        rows = self.worklist.ordered(self.now)
+    def refresh(self, snapshot: Snapshot) -> None:
+        """Show ``snapshot`` (the session's rows in reading order, copied) through the filters."""
+        self.now, self.overdue = snapshot.now, snapshot.overdue
+        rows = snapshot.rows
         if self.urgent_only:
             rows = [r for r in rows if r.urgent]
         if self.unreviewed_only:
@@ -87,18 +89,19 @@ class WorklistModel(QAbstractTableModel):
         return self.visible[index] if 0 <= index < len(self.visible) else None
 
     def index_of(self, row: Row) -> int:
-        return next((i for i, r in enumerate(self.visible) if r is row), -1)
+        """Where the study of ``row`` is shown (-1: filtered out or not listed)."""
+        return next((i for i, r in enumerate(self.visible) if r.path == row.path), -1)
 
     def text(self, row: Row, column: int) -> str:
         name = COLUMNS[column]
         info = row.info
         if name == "Priority":
-            return "URGENT" if row.urgent else "WAITED" if self.worklist.overdue(row, self.now) else ""
+            return "URGENT" if row.urgent else "WAITED" if row.path in self.overdue else ""
         if name == "Score":
             score = row.probabilities.get(self.urgent_finding)
             if row.status == DONE:
                 return f"{score:.2f}" if score is not None else ""
-            return PENDING.get(row.status, "refused")
+            return "queued" if row.status == QUEUED else "refused"
         if name == "Waiting":
             return waiting_text(self.now - row.arrived_at)
         if name == "Patient":
@@ -125,7 +128,7 @@ class WorklistModel(QAbstractTableModel):
             return self.text(row, index.column())
         if role == Qt.ItemDataRole.BackgroundRole and row.urgent:
             return QBrush(URGENT_BG)
-        if role == Qt.ItemDataRole.BackgroundRole and self.worklist.overdue(row, self.now):
+        if role == Qt.ItemDataRole.BackgroundRole and row.path in self.overdue:
             return QBrush(OVERDUE_BG)
         if role == Qt.ItemDataRole.ForegroundRole and row.status == ERROR:
             return QBrush(ERROR_FG)

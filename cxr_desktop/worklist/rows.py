@@ -10,13 +10,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cxr_desktop.inference.triage import QueueEntry, TriagePolicy, is_overdue, priority_order
+from cxr_desktop.inference.triage import TriagePolicy
 from cxr_desktop.studies.study import StudyInfo, is_lateral
+from cxr_desktop.worklist.order import QueueEntry, is_overdue, priority_order
 
 if TYPE_CHECKING:  # the engine pulls in torch; the review store must start fast without it
     from cxr_desktop.inference.engine import StudyResult
 
-QUEUED, RUNNING, DONE, ERROR = "queued", "running", "done", "error"
+QUEUED, DONE, ERROR = "queued", "done", "error"
 AP_NOTE = "AP film: heart size is overstated"
 LATERAL_NOTE = "Lateral view: outside the model's scope (trained on frontal films); never flagged urgent"
 
@@ -152,7 +153,7 @@ class Worklist:
         row = self._by_path.get(result.path)
         if row is None:
             return None
-        if result.info is not None:
+        if row.info is None:  # the header read at the scan stays: a result never replaces it
             row.info = result.info
         if result.ok:
             row.status, row.error = DONE, ""
@@ -193,7 +194,7 @@ class Worklist:
         return [self.rows[i] for i in order]
 
     def counts(self) -> dict[str, int]:
-        out = {QUEUED: 0, RUNNING: 0, DONE: 0, ERROR: 0, "urgent": 0}
+        out = {QUEUED: 0, DONE: 0, ERROR: 0, "urgent": 0}
         for row in self.rows:
             out[row.status] += 1
             out["urgent"] += int(row.urgent)

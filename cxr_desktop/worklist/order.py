@@ -1,0 +1,42 @@
+"""The reading order of the worklist: overdue studies first, then urgent ones by score, then arrival."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class QueueEntry:
+    """What ordering needs to know about one row."""
+
+    arrival: int  # arrival order (scan order), lower first
+    arrived_at: float  # seconds (monotonic or wall clock; only differences matter)
+    urgent: bool
+    score: float = math.nan  # the urgent finding's probability (NaN: not scored)
+
+
+def is_overdue(entry: QueueEntry, now: float, max_wait_s: float | None) -> bool:
+    return max_wait_s is not None and now - entry.arrived_at >= max_wait_s
+
+
+def priority_order(entries: Sequence[QueueEntry], now: float, max_wait_s: float | None) -> list[int]:
+    """Indices of ``entries`` in reading order.
+
+    1. studies that have waited longer than ``max_wait_s`` (urgent or not), the longest wait first, so that
+       nothing sinks forever behind a stream of urgent cases;
+    2. urgent studies, the highest score first (ties, and missing scores last, by arrival);
+    3. the rest, by arrival.
+    """
+
+    def key(i: int) -> tuple:
+        entry = entries[i]
+        if is_overdue(entry, now, max_wait_s):
+            return (0, entry.arrived_at, entry.arrival)
+        if entry.urgent:
+            score = -entry.score if not math.isnan(entry.score) else math.inf
+            return (1, score, entry.arrival)
+        return (2, 0.0, entry.arrival)
+
+    return sorted(range(len(entries)), key=key)
