@@ -15,6 +15,7 @@ import cv2
 from tqdm import tqdm
 
 from cxr_desktop.core.bundle import BundleError, BundleMissingError, ModelCard
+from cxr_desktop.core.guard import LATERAL, OK
 from cxr_desktop.core.heatmap_overlay import overlay
 from cxr_desktop.core.labels import FINDINGS
 from cxr_desktop.core.preprocess import to_uint8
@@ -28,7 +29,9 @@ from cxr_desktop.worklist.session import TriageSession
 
 log = logging.getLogger("cxr_desktop.cli")
 
-COLUMNS = [*STUDY_COLUMNS, "cardiomegaly_threshold", *FINDINGS]
+# ``quality`` (the input guard's verdict) came last so that the first 23 columns stay where they were
+COLUMNS = [*STUDY_COLUMNS, "cardiomegaly_threshold", *FINDINGS, "quality"]
+UNCHECKED = "unchecked"  # a scored study whose model has no input guard
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,6 +56,7 @@ def result_row(row: Row, threshold: float) -> dict[str, str]:
     status = "ok" if row.status == DONE else "error"
     fields = study_fields(row.path, status, row.error, row.info, row.urgent, row.probabilities)
     fields["cardiomegaly_threshold"] = f"{threshold:.6f}"
+    fields["quality"] = (row.quality or UNCHECKED) if status == "ok" else ""
     return safe_row(fields)
 
 
@@ -122,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     session.add_paths(args.paths)
     files = session.rows_in_arrival()
     print(f"cxr-triage: {len(files)} files, model {engine.description}", file=sys.stderr)
+    if engine.guard is None:
+        print(f"cxr-triage: model {engine.card.model_id} has no input guard: quality is '{UNCHECKED}'", file=sys.stderr)
     for note in scope_notes(engine.card):
         print(f"cxr-triage: {note}", file=sys.stderr)
     bar = tqdm(total=session.progress[1], unit="study", disable=args.quiet, file=sys.stderr)
@@ -152,6 +158,13 @@ def main(argv: list[str] | None = None) -> int:
             if row.urgent:
                 write_heatmap(session, row, args.heatmaps)
     print(f"cxr-triage: {counts['ok']} scored, {counts['urgent']} urgent, {counts['error']} errors", file=sys.stderr)
+    doubted = sum(r.status == DONE and r.quality not in (OK, LATERAL, "") for r in rows)
+    if doubted:
+        print(
+            f"cxr-triage: {doubted} studies failed the input check (rotated, inverted or not a chest film?) and "
+            "were not flagged urgent on their score alone: see the quality column",
+            file=sys.stderr,
+        )
     if counts["lateral"]:
         print(
             f"cxr-triage: {counts['lateral']} lateral views scored but never flagged urgent: outside the model's "

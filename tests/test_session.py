@@ -16,7 +16,7 @@ from hostile_inputs import CHEST
 import cxr_desktop.studies.scan as scan_module
 import cxr_desktop.worklist.session as session_module
 from cxr_desktop.cli import main as triage_main
-from cxr_desktop.core.bundle import CARD_NAME, load_bundle
+from cxr_desktop.core.bundle import CARD_NAME, load_bundle, write_card
 from cxr_desktop.inference.engine import Engine
 from cxr_desktop.worklist.export import export_csv
 from cxr_desktop.worklist.image_cache import ImageCache
@@ -162,7 +162,7 @@ def test_a_lower_case_card_triages_a_folder(tmp_path, tiny_bundle, folder):
     card["urgent_finding"] = "cardiomegaly"
     card["operating_points"] = {name: {"cardiomegaly": 0.0} for name in card["operating_points"]}
     card["trained_findings"] = [name.lower() for name in card["trained_findings"]]
-    (bundle / CARD_NAME).write_text(json.dumps(card))
+    write_card(bundle, card)  # resealed: this test is about spellings, not tampering
     out = tmp_path / "lower.csv"
     assert triage_main([str(folder), "--model", str(bundle), "--out", str(out), "--quiet", "--device", "cpu"]) == 0
     with open(out, newline="") as handle:

@@ -22,7 +22,7 @@ def test_csv_columns_rows_and_errors(tmp_path, tiny_bundle, mixed_folder):
     with open(out) as handle:
         header = handle.readline().strip().split(",")
     assert header == COLUMNS
-    assert header[9:] == list(FINDINGS)
+    assert header[9:23] == list(FINDINGS) and header[23] == "quality"  # the guard's column came last
     rows = read_rows(out)
     assert len(rows) == 13  # 5 DICOMs + 8 PNGs, one row per image file
     by_name = {r["path"].rsplit("/", 1)[-1]: r for r in rows}
@@ -35,6 +35,8 @@ def test_csv_columns_rows_and_errors(tmp_path, tiny_bundle, mixed_folder):
         assert all(0 <= p <= 1 for p in probs)
         assert r["urgent"] == ("1" if float(r["Cardiomegaly"]) >= float(r["cardiomegaly_threshold"]) else "0")
         assert r["study_key"]
+        assert r["quality"] == "unchecked"  # this model has no input guard
+    assert ct["quality"] == ""
     assert by_name["siim_cr_chest_pa_jpeg_baseline.dcm"]["view_position"] == "PA"
 
 

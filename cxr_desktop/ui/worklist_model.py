@@ -96,7 +96,9 @@ class WorklistModel(QAbstractTableModel):
         name = COLUMNS[column]
         info = row.info
         if name == "Priority":
-            return "URGENT" if row.urgent else "WAITED" if row.path in self.overdue else ""
+            if row.urgent:
+                return "URGENT"
+            return "WAITED" if row.path in self.overdue else "⚠ CHECK" if row.quality_note else ""
         if name == "Score":
             score = row.probabilities.get(self.urgent_finding)
             if row.status == DONE:

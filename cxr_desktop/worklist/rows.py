@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from cxr_desktop.core.guard import LATERAL, OK
 from cxr_desktop.inference.triage import TriagePolicy
 from cxr_desktop.studies.study import StudyInfo, is_lateral
 from cxr_desktop.worklist.order import QueueEntry, is_overdue, priority_order
@@ -65,6 +66,7 @@ class Row:
     review: Review = field(default_factory=Review)
     synthetic: bool = False
     collision: str = ""  # set when another patient's study shares this study's instance
+    quality: str = ""  # the input guard's verdict (core.guard): "ok", a short reason, or "" when not checked
 
     @property
     def review_id(self) -> ReviewId:
@@ -76,13 +78,21 @@ class Row:
 
     @property
     def warnings(self) -> list[str]:
-        """What the row must warn about: the view (AP, lateral) and an instance shared with another patient."""
-        return [text for text in (self.view_note, self.collision) if text]
+        """What the row must warn about: the view (AP, lateral), the input guard's doubt, and an instance shared
+        with another patient."""
+        return [text for text in (self.view_note, self.quality_note, self.collision) if text]
+
+    @property
+    def quality_note(self) -> str:
+        if self.quality in (OK, "", LATERAL):  # a lateral view has its own note
+            return ""
+        return f"Input check: {self.quality}; not flagged urgent on its score alone"
 
     @property
     def flaggable(self) -> bool:
-        """May this study be flagged urgent on its score (a lateral view never is)?"""
-        return self.info is None or not is_lateral(self.info.view_position)
+        """May this study be flagged urgent on its score? Not a lateral view, nor one the input guard doubts."""
+        lateral = self.info is not None and is_lateral(self.info.view_position)
+        return not lateral and self.quality in (OK, "")
 
     @property
     def view_note(self) -> str:
@@ -143,7 +153,7 @@ class Worklist:
         row = self._by_path.get(Path(path))
         if row is not None:
             row.info, row.error, row.status = info, error, ERROR if error else QUEUED
-            row.probabilities, row.urgent = {}, False
+            row.probabilities, row.urgent, row.quality = {}, False, ""
         return row
 
     def get(self, path: Path) -> Row | None:
@@ -157,7 +167,7 @@ class Worklist:
             row.info = result.info
         if result.ok:
             row.status, row.error = DONE, ""
-            row.probabilities, row.urgent = result.probabilities, result.urgent
+            row.probabilities, row.urgent, row.quality = result.probabilities, result.urgent, result.quality
             if self.policy is not None:  # the same rule as the engine's, at the operating point shown
                 row.urgent = self._flag(row)
         else:
