@@ -311,7 +311,8 @@ def _add_guard(sub) -> None:
     )
     p.add_argument("--max-reference", type=int, default=800, help="training images sampled for the reference")
     p.add_argument("--non-chest", type=Path, help="a folder of images that are not chest radiographs, to measure")
-    p.add_argument("--regularisation", type=float, default=0.1, help="the probe's inverse L2 strength (C)")
+    p.add_argument("--components", type=int, default=64, help="principal components of the distance reference")
+    p.add_argument("--regularisation", type=float, default=0.01, help="the probe's inverse L2 strength (C)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.set_defaults(func=_guard)
 

@@ -82,19 +82,33 @@ def embed_variants(embed: Embedder, paths: list[Path], chunk: int = 64) -> dict[
     return {name: np.concatenate(chunks) for name, chunks in parts.items()}
 
 
-def fit_guard(reference: np.ndarray, tune: dict[str, np.ndarray], regularisation: float = 0.1) -> InputGuard:
-    """The guard from reference embeddings and the tune half's embeddings in every variant."""
+def fit_guard(
+    reference: np.ndarray,
+    validation: np.ndarray,
+    tune: dict[str, np.ndarray],
+    components: int = 64,
+    regularisation: float = 0.01,
+) -> InputGuard:
+    """The guard from ``reference`` embeddings (mean, spread, principal components), upright ``validation``
+    embeddings that are not in the reference (the distance cut-off: their 99th percentile), and the tune
+    images in every variant (the orientation/polarity probe)."""
     from sklearn.linear_model import LogisticRegression
 
     mean = reference.mean(axis=0)
     spread = reference.std(axis=0)
     scale = np.maximum(spread, 1e-3 * float(spread.mean()) + 1e-6)  # a feature constant on the reference
+    _, singular, directions = np.linalg.svd(reference - mean, full_matrices=False)
+    variance = singular**2 / max(len(reference) - 1, 1)
+    kept = min(components, len(variance) - 1)
+    floor = 1e-6 * float(variance[0]) + 1e-12
+    residual = max(float(variance[kept:].sum()) / (reference.shape[1] - kept), floor)
     features = np.concatenate([(tune[name] - mean) / scale for name in VARIANTS])
     classes = np.repeat(np.arange(len(VARIANTS)), [len(tune[name]) for name in VARIANTS])
     probe = LogisticRegression(C=regularisation, max_iter=5000).fit(features, classes)
-    unfitted = InputGuard(mean, scale, 1.0, probe.coef_, probe.intercept_)
-    cutoff = float(np.percentile(unfitted.distances(tune["upright"]), CUTOFF_PERCENTILE))
-    guard = InputGuard(mean, scale, cutoff, probe.coef_, probe.intercept_)
+    parts = (mean, scale, directions[:kept], np.maximum(variance[:kept], floor), residual)
+    unfitted = InputGuard(*parts, 1.0, probe.coef_, probe.intercept_)
+    cutoff = float(np.percentile(unfitted.distances(validation), CUTOFF_PERCENTILE))
+    guard = InputGuard(*parts, cutoff, probe.coef_, probe.intercept_)
     guard.check()
     return guard
 
@@ -145,6 +159,13 @@ def reference_paths(source: Path, limit: int, seed: int = 0) -> list[Path]:
     return [paths[i] for i in sorted(picked)]
 
 
+def _patient_half(patients: list[str], seed: int = 0) -> np.ndarray:
+    """True for the images of a seeded half of the patients (a patient's images stay together)."""
+    unique = sorted(set(patients))
+    chosen = {unique[i] for i in np.random.default_rng(seed).permutation(len(unique))[: len(unique) // 2]}
+    return np.array([p in chosen for p in patients], dtype=bool)
+
+
 def guard_command(args) -> int:
     """Fit, measure, and write the guard into the bundle (its card resealed); prints the measurement."""
     import json
@@ -159,10 +180,13 @@ def guard_command(args) -> int:
     images = nih_labelled(args.images, args.labels)
     report = report_half(images.table.patients, images.table.labels[:, card.labels.index(card.urgent_finding)])
     paths = images.table.paths
-    tune = embed_variants(embed, [p for p, r in zip(paths, report, strict=True) if not r])
+    tune_paths = [p for p, r in zip(paths, report, strict=True) if not r]
+    tune = embed_variants(embed, tune_paths)
     held_out = embed_variants(embed, [p for p, r in zip(paths, report, strict=True) if r])
-    reference_grays = [g for g in map(read_gray, reference_paths(args.reference, args.max_reference)) if g is not None]
-    guard = fit_guard(embed(reference_grays), tune, args.regularisation)
+    in_reference = _patient_half([pt for pt, r in zip(images.table.patients, report, strict=True) if not r])
+    training = [g for g in map(read_gray, reference_paths(args.reference, args.max_reference)) if g is not None]
+    reference = np.concatenate([embed(training), tune["upright"][in_reference]])
+    guard = fit_guard(reference, tune["upright"][~in_reference], tune, args.components, args.regularisation)
     sets = {f"NIH report half, {name.replace('_', ' ')}": held_out[name] for name in VARIANTS}
     if args.non_chest:
         names, grays = non_chest_grays(args.non_chest)
@@ -179,9 +203,11 @@ def guard_command(args) -> int:
             "distance_cutoff": guard.distance_cutoff,
             "min_confidence": guard.min_confidence,
             "how": (
-                f"reference: {len(reference_grays)} training images from {args.reference.name}; probe and "
-                f"{CUTOFF_PERCENTILE:g}th-percentile distance cut-off fitted on the NIH tune half "
-                f"({len(tune['upright'])} images x {len(VARIANTS)} variants); measured on the report half"
+                f"distance reference: {len(training)} training images from {args.reference.name} and "
+                f"{int(in_reference.sum())} NIH tune-half images ({args.components} principal components); "
+                f"cut-off: {CUTOFF_PERCENTILE:g}th percentile of the other {int((~in_reference).sum())} tune-half "
+                f"images; probe: the {len(tune_paths)} tune-half images x {len(VARIANTS)} variants; measured on "
+                "the report half, which none of these saw"
             ),
             "measured": measured,
         },

@@ -3,10 +3,11 @@
 Before a score may raise a flag, the guard asks two questions of the feature vector the model's classifier
 sees (its *embedding*, one forward pass, no extra cost):
 
-- is it far from the training images? The distance is the root-mean-square of the embedding standardised
-  by the training images' per-feature mean and spread; beyond ``distance_cutoff`` (the 99th percentile of
-  real NIH validation radiographs, chosen by ``cxr-train guard``) the study is "probably not a chest
-  radiograph";
+- is it far from the reference radiographs (the model's training images and real NIH radiographs)? The
+  distance is a Mahalanobis distance within the reference's principal components plus the residual outside
+  them over its variance (root-mean-square per feature); beyond ``distance_cutoff`` (the 99th percentile of
+  NIH validation radiographs that were not in the reference, chosen by ``cxr-train guard``) the study is
+  "probably not a chest radiograph";
 - does a linear probe on the standardised embedding, fitted on real radiographs shown upright, rotated
   (90°, 180°, 270°) and with inverted polarity, say the film is not upright and not of normal polarity?
 
@@ -34,8 +35,11 @@ GUARD_NAME = "guard.safetensors"
 
 @dataclass
 class InputGuard:
-    mean: np.ndarray  # (D,) per-feature mean of the training images' embeddings
-    scale: np.ndarray  # (D,) per-feature standard deviation (floored)
+    mean: np.ndarray  # (D,) per-feature mean of the reference embeddings
+    scale: np.ndarray  # (D,) per-feature standard deviation (floored): the probe's standardisation
+    components: np.ndarray  # (K, D) the reference's principal directions (orthonormal rows)
+    variances: np.ndarray  # (K,) the reference's variance along each
+    residual_variance: float  # the mean variance per feature outside the components
     distance_cutoff: float
     probe_weights: np.ndarray  # (len(PROBE_CLASSES), D), on the standardised embedding
     probe_bias: np.ndarray  # (len(PROBE_CLASSES),)
@@ -45,8 +49,12 @@ class InputGuard:
         return (np.asarray(embeddings, dtype=np.float64) - self.mean) / self.scale
 
     def distances(self, embeddings: np.ndarray) -> np.ndarray:
-        """How far each embedding is from the training images (RMS of the standardised features)."""
-        return np.sqrt(np.mean(self.standardise(embeddings) ** 2, axis=1))
+        """How far each embedding is from the reference radiographs (see the module docstring)."""
+        centred = np.asarray(embeddings, dtype=np.float64) - self.mean
+        along = centred @ self.components.T
+        residual = np.maximum((centred**2).sum(axis=1) - (along**2).sum(axis=1), 0.0)
+        total = (along**2 / self.variances).sum(axis=1) + residual / self.residual_variance
+        return np.sqrt(total / centred.shape[1])
 
     def probe_probabilities(self, embeddings: np.ndarray) -> np.ndarray:
         logits = self.standardise(embeddings) @ self.probe_weights.T + self.probe_bias
@@ -76,6 +84,9 @@ class InputGuard:
         arrays = {
             "mean": self.mean,
             "scale": self.scale,
+            "components": self.components,
+            "variances": self.variances,
+            "residual_variance": np.array([self.residual_variance]),
             "probe_weights": self.probe_weights,
             "probe_bias": self.probe_bias,
         }
@@ -97,6 +108,9 @@ class InputGuard:
         guard = cls(
             tensors["mean"],
             tensors["scale"],
+            tensors["components"],
+            tensors["variances"],
+            float(tensors["residual_variance"].reshape(-1)[0]),
             float(settings["distance_cutoff"]),
             tensors["probe_weights"],
             tensors["probe_bias"],
@@ -110,13 +124,17 @@ class InputGuard:
         shapes_ok = (
             self.mean.ndim == 1
             and self.scale.shape == dims
+            and self.components.ndim == 2
+            and self.components.shape[1:] == dims
+            and self.variances.shape == self.components.shape[:1]
             and self.probe_weights.shape == (len(PROBE_CLASSES), dims[0])
             and self.probe_bias.shape == (len(PROBE_CLASSES),)
         )
         if not shapes_ok:
             raise ValueError("the guard's tensors do not have matching shapes")
-        values = [self.mean, self.scale, self.probe_weights, self.probe_bias]
-        if not all(np.isfinite(v).all() for v in values) or (self.scale <= 0).any():
-            raise ValueError("the guard's tensors hold non-finite values or a non-positive scale")
+        values = [self.mean, self.scale, self.components, self.variances, self.probe_weights, self.probe_bias]
+        positive = [self.scale, self.variances, np.array([self.residual_variance])]
+        if not all(np.isfinite(v).all() for v in values) or any((v <= 0).any() for v in positive):
+            raise ValueError("the guard's tensors hold non-finite values or a non-positive scale or variance")
         if not (np.isfinite(self.distance_cutoff) and self.distance_cutoff > 0 and 0 < self.min_confidence <= 1):
             raise ValueError("the guard's cut-off or confidence is out of range")
