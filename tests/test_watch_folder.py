@@ -18,7 +18,8 @@ def watching_window(qtbot, bundle, tmp_path):
     qtbot.addWidget(window)
     qtbot.waitUntil(lambda: window.engine is not None, timeout=60_000)
     window.hot_folder.setChecked(True)
-    window.open_paths([str(folder)])
+    with qtbot.waitSignal(window.bridge.idle, timeout=30_000):  # the opened folder has been scanned
+        window.open_paths([str(folder)])
     return window, folder
 
 
@@ -43,8 +44,21 @@ def test_a_failed_file_is_read_again_when_it_changes(qtbot, tiny_bundle, tmp_pat
     path = folder / "broken.png"
     path.write_bytes(PNG[: len(PNG) // 2])
     qtbot.waitUntil(lambda: status_of(window, path) == ERROR, timeout=20_000)
-    # caught mid-write it may also read as empty (seen once on a clean CI run): either way it is an error row
-    assert any(reason in window.session.row(path).error for reason in ("corrupt or truncated", "empty"))
+    assert "corrupt or truncated" in window.session.row(path).error  # never "empty": an empty file is waited for
     path.write_bytes(PNG)  # the sender fixes the file
     qtbot.waitUntil(lambda: status_of(window, path) == DONE, timeout=20_000)
     assert window.session.row(path).error == "" and len(window.session.rows_in_arrival()) == 1
+
+
+def test_an_empty_file_is_waited_for_until_it_fills(qtbot, tiny_bundle, tmp_path):
+    """A copy that creates the file and writes only later (longer than the settle time): no error row."""
+    window, folder = watching_window(qtbot, tiny_bundle, tmp_path)
+    path = folder / "slow-copy.png"
+    path.touch()
+    seen = []
+    for _ in range(25):  # 2.5 s: more than twice the settle time
+        qtbot.wait(100)
+        seen.append(status_of(window, path))
+    assert ERROR not in seen and DONE not in seen
+    path.write_bytes(PNG)
+    qtbot.waitUntil(lambda: status_of(window, path) == DONE, timeout=20_000)

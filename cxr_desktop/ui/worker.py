@@ -7,6 +7,7 @@ Grad-CAM thread computes heatmaps. The GUI thread only renders what the session 
 from __future__ import annotations
 
 import logging
+import time
 from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SETTLE_MS = 1000  # a watched file is read once its size and mtime have not changed for this long
+EMPTY_GRACE_S = 30.0  # an empty watched file is given this long to start filling
 
 
 class TriageWorker(QObject):
@@ -34,6 +36,7 @@ class TriageWorker(QObject):
         super().__init__()
         self.session = session
         self._sightings: dict[Path, tuple[int, int] | None] = {}  # watched files waiting to settle
+        self._empty_since: dict[Path, float] = {}  # watched files first seen empty (monotonic time)
         self._recheck_due = False
 
     @Slot(str, str)
@@ -69,14 +72,24 @@ class TriageWorker(QObject):
         """Is the size and mtime of ``path`` the same as at the previous look, at least ``SETTLE_MS`` ago? A
         file still being copied is not read half-written; it is looked at again then."""
         stamp = file_stamp(path)
-        if self._sightings.get(path, ()) != stamp:
+        if self._sightings.get(path, ()) != stamp or self._still_empty(path, stamp):
             self._sightings[path] = stamp
             if not self._recheck_due:
                 self._recheck_due = True
                 QTimer.singleShot(SETTLE_MS, self._recheck)
             return False
         del self._sightings[path]
+        self._empty_since.pop(path, None)
         return True
+
+    def _still_empty(self, path: Path, stamp: tuple[int, int] | None) -> bool:
+        """An empty file has usually just been created by a copy that has not written yet: it is waited for
+        up to ``EMPTY_GRACE_S`` before it is read (and listed as empty)."""
+        if stamp is None or stamp[0] > 0:
+            self._empty_since.pop(path, None)
+            return False
+        first = self._empty_since.setdefault(path, time.monotonic())
+        return time.monotonic() - first < EMPTY_GRACE_S
 
     def _recheck(self) -> None:
         self._recheck_due = False
