@@ -52,7 +52,7 @@ Other guarantees of the same issue, and the tests that check them:
 | A model with non-finite outputs is refused at load (probe batch); non-finite outputs in a batch become error rows; a card `input_size` outside 16-2048 px is refused; weights/ONNX files must be regular files inside the bundle folder | `tests/test_hardening.py` |
 | Reviews are keyed by patient + study + instance (raster: content hash); another patient's file with the same instance UID gets no review and shows "ID clash" | `tests/test_review_store_faults.py` |
 | A damaged review store (not a database, or failing the integrity check at start) is kept as `reviews.sqlite3.damaged-…`, a new one is started with what can be read, and a banner says so; a store that cannot be written runs read-only with a banner and refuses decisions visibly; a lock costs at most 0.1 s and the failed save is shown | `tests/test_review_store_faults.py` |
-| The watched folder reads a file once its size and mtime have settled (1 s), and reads a failed file again when it changes | `tests/test_watch_folder.py` |
+| The watched folder reads a file once its size and mtime have settled (1 s), waits up to 30 s for an empty file to start filling, and reads a failed file again when it changes | `tests/test_watch_folder.py` |
 
 Files that are not studies by their name (`.txt`, `.csv`, `.pdf`, …) are skipped by the folder scan and not
 listed; files without an extension are listed only when they carry the DICOM preamble. A FIFO, socket or

@@ -3,8 +3,9 @@
     QT_QPA_PLATFORM=offscreen .venv/bin/python scripts/screenshots.py [--refused FILE] [--out docs/screenshots]
 
 worklist.png (the demo triaged, the top study selected with its heatmap), heatmap.png (the viewer and the
-findings of that study), help.png (Help > Keys and gestures, F1) and refused-file.png (a file that is not a
-chest radiograph, selected: by default the CT slice of ../shared/data/dicom, else a generated one).
+findings of that study), help.png (Help > Keys and gestures, F1), input-check.png (a demo film turned 90° and
+one inverted, which the input guard doubts) and refused-file.png (a file that is not a chest radiograph,
+selected: by default the CT slice of ../shared/data/dicom, else a generated one).
 """
 
 from __future__ import annotations
@@ -71,6 +72,22 @@ def refused_file(folder: Path, given: Path | None) -> Path:
     return link
 
 
+def rotated_and_inverted(folder: Path) -> list[Path]:
+    """A demo cardiomegaly film turned 90° and one with inverted polarity, as PNGs: the input guard doubts
+    both, so neither is flagged urgent on its score alone."""
+    import cv2
+    import numpy as np
+
+    from cxr_desktop.core.preprocess import to_uint8
+    from cxr_desktop.studies.reader import read_study
+
+    gray = to_uint8(read_study(demo_dir() / "demo_02.dcm").image)
+    paths = [folder / "demo_02-rotated.png", folder / "demo_02-inverted.png"]
+    cv2.imwrite(str(paths[0]), np.ascontiguousarray(np.rot90(gray)))
+    cv2.imwrite(str(paths[1]), 255 - gray)
+    return paths
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--refused", type=Path, default=None, help="a file the app must refuse (default: a CT)")
@@ -98,7 +115,14 @@ def main(argv: list[str] | None = None) -> int:
         select(app, window, index, heatmap=False)
         window.grab().save(str(args.out / "refused-file.png"))
         window.close()
-    for name in ("worklist", "heatmap", "help", "refused-file"):
+
+        doubted = rotated_and_inverted(Path(tmp))
+        window = open_window(app, Path(tmp) / "r3.sqlite3", [str(demo_dir()), *map(str, doubted)])
+        index = next(i for i, row in enumerate(window.model.visible) if row.path == doubted[0])
+        select(app, window, index, heatmap=False)
+        window.grab().save(str(args.out / "input-check.png"))
+        window.close()
+    for name in ("worklist", "heatmap", "help", "refused-file", "input-check"):
         log.info("saved %s", args.out / f"{name}.png")
     return 0
 
