@@ -19,6 +19,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from bad_inputs import CASES, build_catalogue  # noqa: E402
 
 from cxr_desktop.cli import main as triage_main  # noqa: E402
+from cxr_desktop.core.card import read_card  # noqa: E402
+from cxr_desktop.core.resources import default_model_dir  # noqa: E402
 
 HEADER = """# Robustness: what happens to bad input
 
@@ -79,6 +81,41 @@ written to CSV with the odd bytes escaped (`\\udcff`), so the CSV stays valid UT
 """
 
 
+GUARD_COMMAND = """    .venv/bin/python scripts/non_chest_images.py /tmp/non-chest
+    .venv/bin/cxr-train guard BUNDLE --images ../shared/data/nih14-sample ../shared/data/nih14-extra \\
+        --labels ../shared/data/Data_Entry_2017_v2020.csv.gz --reference TRAINING_IMAGES.csv --non-chest /tmp/non-chest"""
+
+
+def guard_section() -> str:
+    """The shipped model's input guard as its card records it (what ``cxr-train guard`` measured)."""
+    card = read_card(default_model_dir())
+    if not card.guard:
+        return "\n## The input guard\n\nThe shipped model carries no input guard.\n"
+    lines = [
+        "\n## The input guard (quality column)\n",
+        "Every scored study gets a verdict from the model's own pooled features (`cxr_desktop/core/guard.py`): "
+        "`probably not a chest radiograph` (a distance from the reference radiographs beyond the 99th percentile "
+        "of NIH validation films), `probably rotated` or `probably inverted polarity` (a linear probe), or "
+        "`lateral view` (from the header). Such a study is shown with a warning and never flagged urgent on its "
+        "score alone. Measured by",
+        "",
+        GUARD_COMMAND,
+        "",
+        f"for the shipped model ({card.guard['how']}):",
+        "",
+        "| images | n | caught (not `ok`) | rate |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, row in card.guard["measured"].items():
+        lines.append(f"| {name} | {row['n']} | {row['flagged']} | {row['rate']:.3f} |")
+    lines.append(
+        "\nFor the untouched report-half films the rate is the false-alarm rate; for every other row it is the "
+        "detection rate. The abdominal CT is also refused by its header before any score; here its pixels "
+        "were given to the guard directly."
+    )
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     logging.disable(logging.WARNING)
     with tempfile.TemporaryDirectory() as tmp:
@@ -102,6 +139,7 @@ def main() -> None:
     refused = sum(1 for c in CASES if c.reason)
     lines.append(f"\n{refused} kinds refused with a reason, {len(CASES) - refused} accepted and scored.")
     lines.append(FOOTER)
+    lines.append(guard_section())
     print("\n".join(lines))
 
 

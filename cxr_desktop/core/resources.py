@@ -8,7 +8,7 @@ from pathlib import Path
 
 # the integrity record (``bundle_sha256`` in its card) of the default model this version ships: an edited
 # default bundle is refused (``core.bundle.load_bundle``). Update it whenever resources/models/default changes.
-DEFAULT_MODEL_SHA256 = "f93deda97848f18dd0722d30a08e8985ba8c1be75ff213ba6fed60244ae3a1da"
+DEFAULT_MODEL_SHA256 = "f8f6eb997a958d3b1d78b59c3e76d3181eebfceb891d6ca6dc0ea807bb98e2e1"
 
 
 def resources_dir() -> Path:
