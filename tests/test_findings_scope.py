@@ -178,7 +178,8 @@ def test_csv_keeps_14_columns_and_leaves_untrained_cells_empty(scoped_bundle, st
     assert triage_main([str(studies), "--model", str(scoped_bundle), "--out", str(out), "--quiet"]) == 0
     with open(out, newline="") as handle:
         reader = csv.DictReader(handle)
-        assert reader.fieldnames == COLUMNS and reader.fieldnames[-14:] == list(FINDINGS)
+        assert reader.fieldnames == COLUMNS and reader.fieldnames[-15:-1] == list(FINDINGS)
+        assert reader.fieldnames[-1] == "quality"
         rows = list(reader)
     assert len(rows) == 3 and all(r["status"] == "ok" for r in rows)
     for r in rows:
