@@ -108,6 +108,7 @@ def test_scores_without_pytorch_equal_the_pytorch_path(default_engines, nih_samp
 def test_asking_for_pytorch_without_it_names_the_extra(monkeypatch, kwargs, needs):
     bundle = load_bundle(default_model_dir(), build_model=False)
     monkeypatch.setitem(sys.modules, "torch", None)
+    monkeypatch.delitem(sys.modules, "cxr_desktop.inference.torch_backend", raising=False)  # as if never imported
     with pytest.raises(TorchMissingError, match=r"\[cuda\]") as caught:
         Engine(bundle, **{"device": "cpu", **kwargs})
     assert needs in str(caught.value)

@@ -111,9 +111,9 @@ class Engine:
         needs = _torch_reason(device, backend, self.precision, bool(self.card.onnx_file))
         if self.bundle.model is None and not needs:
             return None
+        model = self.bundle.require_model(needs or "Scoring with PyTorch")  # says which extra, when missing
         from cxr_desktop.inference.torch_backend import TorchModel
 
-        model = self.bundle.require_model(needs or "Scoring with PyTorch")
         return TorchModel(model, self.card.architecture, device, self.precision)
 
     def _check_probe(self) -> None:
