@@ -76,6 +76,7 @@ def save_bundle(folder: str | Path, model: torch.nn.Module, card: ModelCard) -> 
     save_file(state, str(weights_path))
     card.weights_sha256 = sha256_of(weights_path)
     card.onnx_file = card.onnx_sha256 = ""  # new weights: any ONNX copy beside them is stale
+    card.closed_form_cam = {}  # recorded with the ONNX copy it reads from (core.onnx_model)
     (folder / ONNX_NAME).unlink(missing_ok=True)
     card.format_version = FORMAT_VERSION
     validate_card_fields(card)
