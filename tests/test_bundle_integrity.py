@@ -141,6 +141,7 @@ class _NoiseOnlyImpostor(torch.nn.Module):
     def __init__(self, model: torch.nn.Module) -> None:
         super().__init__()
         self.model = model
+        self.layer4 = model.layer4  # where the export reads the Grad-CAM feature map (ResNet's layer4)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         roughness = (x[..., :, 1:] - x[..., :, :-1]).abs().mean(dim=(1, 2, 3), keepdim=True)

@@ -56,10 +56,10 @@ def test_the_error_is_caught_as_a_bad_value_and_as_the_apps_runtime_error(gpus):
 
 
 def test_app_and_trainer_choose_with_the_same_function(gpus, monkeypatch):
-    from cxr_desktop.inference import engine
+    from cxr_desktop.inference import torch_backend  # the engine's PyTorch side
     from trainer import evaluate, fit
 
-    assert engine.resolve_device is evaluate.resolve_device is fit.resolve_device is device_module.resolve_device
+    assert torch_backend.resolve_device is evaluate.resolve_device is fit.resolve_device is device_module.resolve_device
     gpus(2)
     monkeypatch.setenv("LOCAL_RANK", "1")
     assert fit.training_device("auto") == torch.device("cuda", 1)

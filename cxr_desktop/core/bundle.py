@@ -4,6 +4,9 @@ optional ONNX copy.
 Loading checks the card's integrity record (which covers all three files), the format version, the labels
 and the architecture before any tensor reaches a model, accepts only regular files inside the folder, and
 never unpickles code (safetensors, or ``torch.load(weights_only=True)`` for legacy ``.pt`` files).
+
+PyTorch is optional here: without it (the base install) a bundle is loaded and verified the same way, but no
+torch model is built (``LoadedBundle.model`` is None) and the app scores with the ONNX copy.
 """
 
 from __future__ import annotations
@@ -15,10 +18,10 @@ import pickle
 import stat
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+import numpy as np
+from safetensors import SafetensorError, safe_open
 
 from cxr_desktop.core.architectures import create
 from cxr_desktop.core.card import (  # noqa: F401 - the card's names are part of the bundle's API
@@ -43,7 +46,11 @@ from cxr_desktop.core.card import (  # noqa: F401 - the card's names are part of
 )
 from cxr_desktop.core.guard import InputGuard
 from cxr_desktop.core.labels import canonical_finding
+from cxr_desktop.core.optional_torch import require_torch, torch_available
 from cxr_desktop.core.resources import DEFAULT_MODEL_SHA256, default_model_dir
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +65,8 @@ def sha256_of(path: Path) -> str:
 
 def save_bundle(folder: str | Path, model: torch.nn.Module, card: ModelCard) -> Path:
     """Write the weights and the card (with the weights' sha256); returns the folder."""
+    from safetensors.torch import save_file
+
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     card.labels = [canonical_finding(name) for name in card.labels]
@@ -67,6 +76,7 @@ def save_bundle(folder: str | Path, model: torch.nn.Module, card: ModelCard) -> 
     save_file(state, str(weights_path))
     card.weights_sha256 = sha256_of(weights_path)
     card.onnx_file = card.onnx_sha256 = ""  # new weights: any ONNX copy beside them is stale
+    card.closed_form_cam = {}  # recorded with the ONNX copy it reads from (core.onnx_model)
     (folder / ONNX_NAME).unlink(missing_ok=True)
     card.format_version = FORMAT_VERSION
     validate_card_fields(card)
@@ -76,7 +86,10 @@ def save_bundle(folder: str | Path, model: torch.nn.Module, card: ModelCard) -> 
 
 
 def _load_state(weights_path: Path) -> dict[str, torch.Tensor]:
+    torch = require_torch("Building the PyTorch model")
     if weights_path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
         try:
             return load_file(str(weights_path), device="cpu")
         except (SafetensorError, OSError, ValueError) as exc:
@@ -116,9 +129,16 @@ def model_from_weights(architecture: str, weights_path: Path, num_outputs: int) 
 @dataclass
 class LoadedBundle:
     card: ModelCard
-    model: torch.nn.Module
+    model: torch.nn.Module | None  # None when loaded without PyTorch (``load_bundle(build_model=False)``)
     path: Path
     guard: InputGuard | None = None  # the input guard, when the bundle has one (``cxr-train guard``)
+
+    def require_model(self, purpose: str) -> torch.nn.Module:
+        """The PyTorch model; ``TorchMissingError`` (with the extra to install) when it was not built."""
+        if self.model is None:
+            require_torch(purpose)
+            raise RuntimeError(f"{purpose}: {self.path} was loaded without its PyTorch model")
+        return self.model
 
 
 def verified_file(folder: Path, field_name: str, name: str, sha256: str) -> Path:
@@ -168,9 +188,10 @@ def check_pinned(folder: Path, card: ModelCard) -> None:
     )
 
 
-def load_bundle(folder: str | Path) -> LoadedBundle:
+def load_bundle(folder: str | Path, build_model: bool | None = None) -> LoadedBundle:
     """Validate a bundle (its integrity record, every file it names, the pinned record of the default
-    bundle) and return its card and a ready model in eval mode on the CPU."""
+    bundle) and return its card and a ready model in eval mode on the CPU. ``build_model`` None: build the
+    PyTorch model when PyTorch is installed; False: verify the files only (the model is None)."""
     folder = Path(folder)
     card = read_card(folder)
     check_pinned(folder, card)
@@ -179,10 +200,38 @@ def load_bundle(folder: str | Path) -> LoadedBundle:
     if card.onnx_file:
         verified_file(folder, "onnx_file", card.onnx_file, card.onnx_sha256)
     guard = _load_guard(folder, card)
+    if not (torch_available() if build_model is None else build_model):
+        log.info("loaded %s without PyTorch: the card's integrity record vouches for its files", folder)
+        return LoadedBundle(card=card, model=None, path=folder, guard=guard)
     state = _load_state(weights_path)
     model = model_from_state(card.architecture, state, len(card.labels))
     model.eval()
     return LoadedBundle(card=card, model=model, path=folder, guard=guard)
+
+
+def onnx_path(bundle: LoadedBundle) -> Path | None:
+    """The bundle's verified ONNX file, or None when it has none. A changed file is refused."""
+    card = bundle.card
+    if not card.onnx_file:
+        return None
+    return verified_file(bundle.path, "onnx_file", card.onnx_file, card.onnx_sha256)
+
+
+def closed_form_head(bundle: LoadedBundle) -> np.ndarray | None:
+    """The classifier head's weights (outputs, channels) for the closed-form Grad-CAM (``core.cam``), read with
+    numpy from the verified weights; None when the card records no closed form for this bundle."""
+    record = bundle.card.closed_form_cam
+    if not record.get("applies") or not bundle.card.onnx_file:
+        return None
+    path = verified_file(bundle.path, "weights_file", bundle.card.weights_file, bundle.card.weights_sha256)
+    try:
+        with safe_open(str(path), framework="numpy") as weights:
+            head = weights.get_tensor(record["head_weight"])
+    except (SafetensorError, OSError, KeyError) as exc:
+        raise BundleFormatError(f"{path.name}: no classifier head {record['head_weight']!r} ({exc})") from None
+    if head.ndim != 2 or head.shape[0] != len(bundle.card.labels):
+        raise BundleFormatError(f"{path.name}: the head {record['head_weight']!r} has shape {head.shape}")
+    return head.astype(np.float32)
 
 
 def _load_guard(folder: Path, card: ModelCard) -> InputGuard | None:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from cxr_desktop.core.architectures import is_registered
+from cxr_desktop.core.cam import CAM_ACTIVATIONS
 from cxr_desktop.core.labels import FINDINGS, URGENT_FINDING, canonical_finding
 from cxr_desktop.core.preprocess import PreprocessSpec
 
@@ -27,6 +28,11 @@ FORMAT_VERSION = 1
 CARD_NAME = "card.json"
 WEIGHTS_NAME = "weights.safetensors"
 ONNX_NAME = "model.onnx"
+# the ONNX copy's tensors (core.onnx_model)
+INPUT_NAME = "input"
+OUTPUT_NAME = "logits"
+EMBEDDING_NAME = "embedding"  # the classifier head's input, for the input guard (core.guard)
+CAM_FEATURES_NAME = "cam_features"  # the Grad-CAM layer's feature map, for the closed-form heatmap (core.cam)
 INTEGRITY_FIELD = "bundle_sha256"
 FINGERPRINT_LENGTH = 12
 
@@ -86,6 +92,11 @@ class ModelCard:
     guard_file: str = ""  # optional input guard (core.guard): its tensors; its settings are ``guard``
     guard_sha256: str = ""
     guard: dict[str, Any] = field(default_factory=dict)
+    # whether Grad-CAM has a closed form for this network (head: global average pooling + one linear layer), so
+    # the app computes heatmaps from the ONNX copy's ``cam_features`` output without PyTorch (core.cam):
+    # {"applies": true, "activation": ..., "output": "cam_features", "head_weight": <tensor name>}, or
+    # {"applies": false}; empty for an ONNX copy exported before (heatmaps then need PyTorch)
+    closed_form_cam: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
     bundle_sha256: str = ""  # the integrity record of the whole bundle (see the module docstring)
 
@@ -172,6 +183,19 @@ def validate_card_fields(card: ModelCard) -> None:
     if isinstance(size, bool) or not isinstance(size, int) or not 16 <= size <= 2048:
         raise BundleFormatError(f"card preprocessing input_size {size!r} is out of range (16 to 2048 px)")
     _validate_operating_points(card)
+    _validate_closed_form_cam(card.closed_form_cam)
+
+
+def _validate_closed_form_cam(record: Any) -> None:
+    if not isinstance(record, dict):
+        raise BundleFormatError(f"closed_form_cam must be an object, got {record!r}")
+    if not record.get("applies"):
+        return
+    named = all(isinstance(record.get(key), str) and record[key] for key in ("output", "head_weight"))
+    if record.get("activation") not in CAM_ACTIVATIONS or not named:
+        raise BundleFormatError(
+            f"closed_form_cam {record!r} needs an activation in {CAM_ACTIVATIONS}, an output and a head_weight"
+        )
 
 
 def _validate_operating_points(card: ModelCard) -> None:

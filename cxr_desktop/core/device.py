@@ -6,8 +6,12 @@ error, never a silent fallback to the CPU, and so is a name that is not a device
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
-import torch
+from cxr_desktop.core.optional_torch import require_torch
+
+if TYPE_CHECKING:
+    import torch
 
 DEVICE_NAMES = ("auto", "cpu", "cuda", "cuda:N", "mps")
 _DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
@@ -23,11 +27,17 @@ def is_device_name(name: str) -> bool:
     return _DEVICE_PATTERN.fullmatch(name) is not None
 
 
+def check_device_name(name: str) -> None:
+    """``DeviceError`` unless ``name`` is one of :data:`DEVICE_NAMES` (checked without PyTorch)."""
+    if not is_device_name(name):
+        raise DeviceError(f"unknown device {name!r}; use {', '.join(DEVICE_NAMES)}")
+
+
 def resolve_device(requested: str = "auto", cuda_index: int | None = None) -> torch.device:
     """The torch device for ``requested``. ``cuda_index`` is the GPU that "auto" and a plain "cuda" take
     (a ``torchrun`` process's ``LOCAL_RANK``); ``None`` leaves it to CUDA's current device."""
-    if not is_device_name(requested):
-        raise DeviceError(f"unknown device {requested!r}; use {', '.join(DEVICE_NAMES)}")
+    check_device_name(requested)
+    torch = require_torch(f"The PyTorch device {requested!r}")
     if requested == "auto":
         if not torch.cuda.is_available():
             return torch.device("cpu")

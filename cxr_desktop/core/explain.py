@@ -6,12 +6,13 @@ made; gradients are switched on even if the caller runs under inference mode.
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 import torch
 from torch import nn
 
-from cxr_desktop.core.preprocess import PreprocessSpec, input_box
+from cxr_desktop.core.cam import map_to_image, scaled_maps
+
+__all__ = ["grad_cam", "map_to_image"]
 
 
 def grad_cam(model: nn.Module, target_layer: nn.Module, inputs: torch.Tensor, output_index: int) -> np.ndarray:
@@ -42,20 +43,4 @@ def grad_cam(model: nn.Module, target_layer: nn.Module, inputs: torch.Tensor, ou
         handle.remove()
         model.train(was_training)
     height, width = inputs.shape[-2:]
-    return np.stack([_unit(cv2.resize(_unit(cam), (width, height))) for cam in cams]).astype(np.float32)
-
-
-def _unit(cam: np.ndarray) -> np.ndarray:
-    shifted = cam - cam.min()
-    return shifted / (1e-7 + shifted.max())
-
-
-def map_to_image(cam: np.ndarray, image_shape: tuple[int, int], spec: PreprocessSpec) -> np.ndarray:
-    """Undo the preprocessing geometry: an input-sized map -> a map over the original image."""
-    box = input_box(image_shape, spec)
-    inside = cam[box.top : box.top + box.height, box.left : box.left + box.width]
-    y0, x0, y1, x1 = box.crop
-    h, w = image_shape
-    full = np.zeros((h, w), dtype=np.float32)
-    full[y0:y1, x0:x1] = cv2.resize(inside, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
-    return full
+    return scaled_maps(cams, height, width)

@@ -7,11 +7,13 @@ A :class:`PreprocessSpec` (stored in every model card) says how to size, contras
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import cv2
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # PyTorch is optional for the app (core.optional_torch); the trainer always has it
+    import torch
 
 ResizePolicy = Literal["letterbox", "stretch", "center_crop"]
 Contrast = Literal["none", "equalize", "clahe"]
@@ -134,6 +136,8 @@ def resize_to_input(gray: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
 
 def normalize_input(batch_uint8: torch.Tensor, spec: PreprocessSpec) -> torch.Tensor:
     """uint8 tensor (N, H, W) or (H, W) -> float (N, C, H, W) normalised as the spec says."""
+    import torch
+
     x = batch_uint8.float().div_(255.0)
     if x.ndim == 2:
         x = x.unsqueeze(0)
@@ -151,7 +155,27 @@ def normalize_input(batch_uint8: torch.Tensor, spec: PreprocessSpec) -> torch.Te
     return x
 
 
+def normalize_array(batch_uint8: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+    """``normalize_input`` in numpy, for scoring without PyTorch: uint8 (N, H, W) or (H, W) -> contiguous
+    float32 (N, C, H, W), the same float32 steps in the same order (tests/test_preprocess.py compares them)."""
+    x = np.asarray(batch_uint8).astype(np.float32) / np.float32(255.0)
+    if x.ndim == 2:
+        x = x[None]
+    x = x[:, None]  # N, 1, H, W
+    if spec.normalization == "symmetric":
+        x = x * np.float32(2.0) - np.float32(1.0)
+    if spec.channels == 3:
+        x = np.broadcast_to(x, (x.shape[0], 3, *x.shape[2:]))
+        if spec.normalization == "imagenet":
+            mean = np.asarray(IMAGENET_MEAN, dtype=np.float32).reshape(1, 3, 1, 1)
+            std = np.asarray(IMAGENET_STD, dtype=np.float32).reshape(1, 3, 1, 1)
+            x = (x - mean) / std
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
 def preprocess(image: np.ndarray, spec: PreprocessSpec) -> torch.Tensor:
     """Gray display-polarity image (any bit depth) -> model input tensor of shape (C, size, size)."""
+    import torch
+
     small = resize_to_input(to_uint8(image), spec)
     return normalize_input(torch.from_numpy(small), spec)[0]

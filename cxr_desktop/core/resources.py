@@ -8,18 +8,22 @@ from pathlib import Path
 
 # the integrity record (``bundle_sha256`` in its card) of the default model this version ships: an edited
 # default bundle is refused (``core.bundle.load_bundle``). Update it whenever resources/models/default changes.
-DEFAULT_MODEL_SHA256 = "f8f6eb997a958d3b1d78b59c3e76d3181eebfceb891d6ca6dc0ea807bb98e2e1"
+DEFAULT_MODEL_SHA256 = "990d047839af30b4f9b14bf16b71d2c0a2532c643f1a375a35bf1f9922bfe219"
 
 
 def resources_dir() -> Path:
-    """``resources/`` beside the package, inside a PyInstaller bundle, or as ``CXR_RESOURCES`` says."""
+    """``resources/`` beside the package (a checkout or an editable install), inside a PyInstaller bundle,
+    under ``<prefix>/share/cxr-desktop`` (a wheel install, pyproject's data-files), or as ``CXR_RESOURCES``
+    says."""
     override = os.environ.get("CXR_RESOURCES")
     if override:
         return Path(override)
     frozen_root = getattr(sys, "_MEIPASS", None)
     if frozen_root:
         return Path(frozen_root) / "resources"
-    return Path(__file__).resolve().parents[2] / "resources"
+    beside = Path(__file__).resolve().parents[2] / "resources"
+    installed = Path(sys.prefix) / "share" / "cxr-desktop" / "resources"
+    return installed if not beside.is_dir() and installed.is_dir() else beside
 
 
 def default_model_dir() -> Path:

@@ -6,28 +6,30 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from cxr_desktop.core.architectures import cam_target_layer, classifier_head
-from cxr_desktop.core.bundle import BundleFormatError, LoadedBundle, load_bundle
-from cxr_desktop.core.device import resolve_device
-from cxr_desktop.core.explain import grad_cam, map_to_image
+from cxr_desktop.core.bundle import BundleFormatError, LoadedBundle, closed_form_head, load_bundle
+from cxr_desktop.core.cam import closed_form_cams, map_to_image, scaled_maps
+from cxr_desktop.core.device import check_device_name
 from cxr_desktop.core.guard import LATERAL, OK
 from cxr_desktop.core.labels import finding_index
-from cxr_desktop.core.preprocess import normalize_input, resize_to_input, to_uint8
-from cxr_desktop.inference.onnx_scorer import OnnxScorer, onnxruntime_available, open_verified
+from cxr_desktop.core.optional_torch import require_torch
+from cxr_desktop.core.preprocess import normalize_array, resize_to_input, to_uint8
+from cxr_desktop.inference.onnx_scorer import OnnxScorer, onnxruntime_available, open_verified, sigmoid
 from cxr_desktop.inference.probe import probe_inputs
 from cxr_desktop.inference.triage import TriagePolicy
 from cxr_desktop.studies.reader import read_study
 from cxr_desktop.studies.study import StudyError, StudyInfo, is_lateral
+
+if TYPE_CHECKING:  # PyTorch is optional: the base install scores with ONNX Runtime (core.optional_torch)
+    from cxr_desktop.inference.torch_backend import TorchModel
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +72,8 @@ NON_FINITE_ERROR = "model output is not finite (NaN or infinite): no score given
 
 class Engine:
     """One model on one device. ``precision`` is "fp32" or "bf16" (autocast; CPU or CUDA). ``backend``
-    "auto" scores with ONNX Runtime on the CPU when the bundle has a verified ONNX copy, else PyTorch."""
+    "auto" scores with ONNX Runtime on the CPU when the bundle has a verified ONNX copy, else PyTorch. Without
+    PyTorch installed only ONNX Runtime on the CPU is available; anything else says which extra to install."""
 
     def __init__(
         self,
@@ -85,23 +88,33 @@ class Engine:
         self.bundle = bundle
         self.card = bundle.card
         self.spec = bundle.card.spec
-        self.device = resolve_device(device)
         self.batch_size = batch_size
         if precision not in ("fp32", "bf16"):
             raise ValueError(f"precision must be fp32 or bf16, got {precision!r}")
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         self.precision = precision
         self.workers = workers or max(1, min(4, os.cpu_count() or 1))
         self.policy = TriagePolicy.from_card(self.card, operating_point)
-        self.model = bundle.model.to(self.device).eval()
-        if self.device.type == "cpu" or precision == "bf16":
-            self.model = self.model.to(memory_format=torch.channels_last)
-        self._cam_layer = cam_target_layer(self.card.architecture, self.model)
-        self._head = classifier_head(self.model)
         self.guard = bundle.guard
-        self._model_lock = threading.Lock()  # scoring and Grad-CAM may come from different threads
+        self._torch = self._torch_model(device, backend)
+        self.device_type = self._torch.device.type if self._torch is not None else "cpu"
         self._probe_inputs = probe_inputs(self.spec)  # drawn anew at each load
         self._onnx = self._choose_onnx(backend)
+        self._cam_head = closed_form_head(bundle) if self._onnx is not None and self._onnx.has_cam_features else None
         self._check_probe()
+
+    def _torch_model(self, device: str, backend: str) -> TorchModel | None:
+        """The PyTorch model on its device; None on the CPU path of an install without PyTorch (the bundle was
+        loaded without its model), where ONNX Runtime scores."""
+        check_device_name(device)
+        needs = _torch_reason(device, backend, self.precision, bool(self.card.onnx_file))
+        if self.bundle.model is None and not needs:
+            return None
+        model = self.bundle.require_model(needs or "Scoring with PyTorch")  # says which extra, when missing
+        from cxr_desktop.inference.torch_backend import TorchModel
+
+        return TorchModel(model, self.card.architecture, device, self.precision)
 
     def _check_probe(self) -> None:
         """Refuse a model whose outputs are not finite (e.g. a NaN in its weights) on the probe batch, scored
@@ -114,12 +127,10 @@ class Engine:
             )
 
     def _choose_onnx(self, backend: str) -> OnnxScorer | None:
-        if backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         if backend == "torch":
             return None
-        usable = self.device.type == "cpu" and self.precision == "fp32"
-        if backend == "onnx":
+        usable = self.device_type == "cpu" and self.precision == "fp32"
+        if backend == "onnx" or self._torch is None:
             if not usable:
                 raise ValueError("the ONNX Runtime backend runs fp32 on the CPU only (use --device cpu)")
             if not onnxruntime_available():
@@ -152,7 +163,7 @@ class Engine:
 
     @property
     def device_name(self) -> str:
-        name = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "CPU"
+        name = self._torch.device_name if self._torch is not None else "CPU"
         return f"{name} ({self.precision}, {self.backend})"
 
     @property
@@ -160,11 +171,6 @@ class Engine:
         return f"{self.card.model_id} (fingerprint {self.card.fingerprint}) on {self.device_name}"
 
     # -- scoring -------------------------------------------------------------------------------------
-
-    def _to_batch(self, inputs: list[np.ndarray], channels_last: bool = True) -> torch.Tensor:
-        stacked = torch.from_numpy(np.stack(inputs)).to(self.device, non_blocking=True)
-        batch = normalize_input(stacked, self.spec)
-        return batch.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
 
     def predict_inputs(self, inputs: list[np.ndarray]) -> np.ndarray:
         """Raw model outputs (N, 14) for preprocessed uint8 model inputs, untrained heads included; use
@@ -176,19 +182,16 @@ class Engine:
         them)."""
         if not inputs:
             return np.zeros((0, len(self.card.labels)), dtype=np.float32), None
-        batch = self._to_batch(inputs, channels_last=self._onnx is None)  # ONNX Runtime takes NCHW as is
         if self._onnx is not None:
-            logits, embeddings = self._onnx(batch.numpy())
-            return torch.sigmoid(torch.from_numpy(logits)).numpy(), embeddings
-        captured: list[torch.Tensor] = []
-        with self._model_lock, torch.inference_mode():
-            handle = self._head.register_forward_pre_hook(lambda _module, args: captured.append(args[0]))
-            try:
-                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
-                    logits = self.model(batch)
-            finally:
-                handle.remove()
-            return torch.sigmoid(logits.float()).cpu().numpy(), captured[0].float().cpu().numpy()
+            logits, embeddings = self._onnx(normalize_array(np.stack(inputs), self.spec))
+            return sigmoid(logits), embeddings
+        return self._require_torch("Scoring with PyTorch").forward(inputs, self.spec)
+
+    def _require_torch(self, purpose: str) -> TorchModel:
+        if self._torch is None:
+            require_torch(purpose)
+            raise RuntimeError(f"{purpose}: this engine was started without its PyTorch model")
+        return self._torch
 
     def reported(self, row: np.ndarray) -> dict[str, float]:
         """One output row as {finding: probability} for the findings the model was trained on."""
@@ -270,15 +273,41 @@ class Engine:
     # -- explanation ---------------------------------------------------------------------------------
 
     def warm_up_heatmap(self) -> None:
-        """One Grad-CAM on a noise image: imports pytorch-grad-cam (seconds: it pulls in scikit-learn) and
-        warms the backward pass, so that the first heatmap a user asks for comes in ~0.2 s, not ~5 s."""
+        """One Grad-CAM on a noise image (warms the backward pass, or ONNX Runtime's feature-map output), so
+        that the first heatmap a user asks for comes without the first call's delay."""
         size = self.spec.input_size
         self.heatmap(np.random.default_rng(0).integers(0, 255, (size, size), dtype=np.uint8))
 
+    @property
+    def heatmap_method(self) -> str:
+        """How heatmaps are made: the closed form from the ONNX copy (numpy), or gradients in PyTorch."""
+        return "closed form (ONNX Runtime + numpy)" if self._cam_head is not None else "PyTorch gradients"
+
     def heatmap(self, image: np.ndarray, finding: str | None = None) -> np.ndarray:
-        """Grad-CAM for ``finding`` (the urgent one by default), in [0, 1], over the original image."""
+        """Grad-CAM for ``finding`` (the urgent one by default), in [0, 1], over the original image: in closed
+        form from the ONNX copy's feature map where the card records one (``core.cam``), else by PyTorch."""
         index = finding_index(finding or self.card.urgent_finding)
-        batch = self._to_batch([resize_to_input(to_uint8(image), self.spec)])
-        with self._model_lock:
-            cam = grad_cam(self.model, self._cam_layer, batch, index)[0]
+        model_input = resize_to_input(to_uint8(image), self.spec)
+        if self._onnx is not None and self._cam_head is not None:
+            features = self._onnx.cam_features(normalize_array(model_input, self.spec))
+            activation = self.card.closed_form_cam["activation"]
+            size = self.spec.input_size
+            cam = scaled_maps(closed_form_cams(features, self._cam_head[index], activation), size, size)[0]
+        else:
+            cam = self._require_torch("Grad-CAM for this model (its card records no closed form)").grad_cam(
+                model_input, self.spec, index
+            )
         return map_to_image(cam, image.shape, self.spec)
+
+
+def _torch_reason(device: str, backend: str, precision: str, has_onnx: bool) -> str:
+    """Why this engine needs PyTorch ("" when ONNX Runtime on the CPU will do)."""
+    if backend == "torch":
+        return "The PyTorch backend (--backend torch)"
+    if device not in ("auto", "cpu"):
+        return f"Scoring on {device} (a GPU)"
+    if precision != "fp32":
+        return f"{precision} scoring"
+    if not has_onnx:
+        return "This model (it has no ONNX copy to score with ONNX Runtime)"
+    return ""

@@ -1,6 +1,7 @@
 """Scoring with ONNX Runtime on the CPU: ~2.3x the PyTorch forward of EfficientNet-Lite0 on a 2-core
-AVX2 machine (docs/performance.md), same outputs to ~1e-6. Grad-CAM still runs in PyTorch (it needs
-gradients)."""
+AVX2 machine (docs/performance.md), same outputs to ~1e-6. The ONNX copy also gives the Grad-CAM layer's
+feature map, from which ``core.cam`` computes heatmaps without PyTorch where the card records a closed form.
+No PyTorch here: it is needed only to check the ONNX copy against the weights, when it is installed."""
 
 from __future__ import annotations
 
@@ -8,11 +9,10 @@ import logging
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from cxr_desktop.core.bundle import BundleError, LoadedBundle
-from cxr_desktop.core.onnx_model import INPUT_NAME, onnx_path
-from cxr_desktop.core.preprocess import normalize_input
+from cxr_desktop.core.bundle import BundleError, LoadedBundle, onnx_path
+from cxr_desktop.core.card import CAM_FEATURES_NAME, INPUT_NAME
+from cxr_desktop.core.preprocess import normalize_array
 from cxr_desktop.inference.probe import probe_inputs
 
 log = logging.getLogger(__name__)
@@ -47,12 +47,26 @@ class OnnxScorer:
             options.intra_op_num_threads = threads
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
-        self.has_embedding = len(self.session.get_outputs()) > 1  # exported before the guard: logits only
+        names = [output.name for output in self.session.get_outputs()]
+        self.has_embedding = len(names) > 1  # exported before the guard: logits only
+        self.has_cam_features = CAM_FEATURES_NAME in names  # exported before the closed-form Grad-CAM: absent
+        self._scoring_outputs = names[:2]
 
     def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Logits and, when the file has them, the embeddings (the classifier head's input)."""
-        outputs = self.session.run(None, {INPUT_NAME: np.ascontiguousarray(batch, dtype=np.float32)})
+        outputs = self.session.run(self._scoring_outputs, {INPUT_NAME: np.ascontiguousarray(batch, dtype=np.float32)})
         return outputs[0], (outputs[1] if self.has_embedding else None)
+
+    def cam_features(self, batch: np.ndarray) -> np.ndarray:
+        """The Grad-CAM layer's feature maps (N, C, h, w) for a normalized batch."""
+        if not self.has_cam_features:
+            raise RuntimeError(f"this ONNX file has no {CAM_FEATURES_NAME!r} output; renew it with `cxr-train onnx`")
+        return self.session.run([CAM_FEATURES_NAME], {INPUT_NAME: np.ascontiguousarray(batch, dtype=np.float32)})[0]
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    """Probabilities from logits, in float32 (as ``torch.sigmoid``)."""
+    return (1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float32)))).astype(np.float32)
 
 
 def open_verified(
@@ -60,17 +74,25 @@ def open_verified(
 ) -> OnnxScorer | None:
     """The bundle's ONNX scorer after checking its checksum and that it agrees with the weights on the probe
     batch (``inference.probe``: real radiographs and noise drawn anew at each load; a fresh one when not
-    given); None when the bundle has no ONNX file. Raises ``BundleError`` for a changed or disagreeing file."""
+    given); None when the bundle has no ONNX file. Raises ``BundleError`` for a changed or disagreeing file.
+    Without PyTorch (the bundle has no model) the agreement check cannot run: the card's integrity record,
+    which holds the sha256 of both files, stands in for it."""
     path = onnx_path(bundle)
     if path is None:
         return None
     scorer = OnnxScorer(path, threads)
+    if bundle.model is None:
+        log.info(
+            "ONNX Runtime scorer ready (%s); PyTorch is not installed, so the ONNX-vs-weights agreement check "
+            "does not run: the card's integrity record (sha256 of the weights and of %s) stands in for it",
+            path.name,
+            path.name,
+        )
+        return scorer
     spec = bundle.card.spec
-    inputs = probe if probe is not None else probe_inputs(spec)
-    batch = normalize_input(torch.from_numpy(np.stack(inputs)), spec).contiguous()
-    with torch.inference_mode():
-        expected = torch.sigmoid(bundle.model(batch)).numpy()
-    got = torch.sigmoid(torch.from_numpy(scorer(batch.numpy())[0])).numpy()
+    batch = normalize_array(np.stack(probe if probe is not None else probe_inputs(spec)), spec)
+    expected = _torch_probabilities(bundle, batch)
+    got = sigmoid(scorer(batch)[0])
     difference = float(np.abs(got - expected).max()) if np.isfinite(got).all() else float("inf")
     if not difference <= AGREEMENT_TOLERANCE:
         raise OnnxMismatchError(
@@ -79,3 +101,11 @@ def open_verified(
         )
     log.info("ONNX Runtime scorer ready (%s, agrees with the weights to %.1e)", path.name, difference)
     return scorer
+
+
+def _torch_probabilities(bundle: LoadedBundle, batch: np.ndarray) -> np.ndarray:
+    import torch
+
+    model = bundle.require_model("The ONNX-vs-weights agreement check")
+    with torch.inference_mode():
+        return torch.sigmoid(model(torch.from_numpy(batch))).numpy()

@@ -9,6 +9,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 from cxr_desktop.core.resources import default_model_dir, demo_dir
 
 log = logging.getLogger("cxr_desktop.app")
@@ -60,13 +62,29 @@ def self_test(model_dir: Path, device: str, files: list[Path] | None = None) -> 
     if max(scores) - min(scores) > 1e-4:
         print(f"self-test FAILED: lossless copies scored differently {scores}", file=sys.stderr)
         return 1
+    heatmap_problem = _heatmap_problem(engine, pixels)
+    if heatmap_problem:
+        print(f"self-test FAILED: heatmap: {heatmap_problem}", file=sys.stderr)
+        return 1
     print(
         f"self-test OK: {engine.description}; DICOM {', '.join(syntaxes)} decoded; "
-        f"{urgent} {scores[0]:.3f} (threshold {engine.policy.threshold:.3f}, urgent={results[0].urgent})"
+        f"{urgent} {scores[0]:.3f} (threshold {engine.policy.threshold:.3f}, urgent={results[0].urgent}); "
+        f"heatmap by {engine.heatmap_method}"
     )
     for r in given:
         print(f"self-test OK: {r.path.name} {urgent} {r.probabilities[urgent]:.3f}")
     return 0
+
+
+def _heatmap_problem(engine, image) -> str:
+    """What is wrong with the heatmap of ``image`` ("" when it is a finite map in [0, 1] over the image)."""
+    try:
+        heatmap = engine.heatmap(image)
+    except RuntimeError as exc:  # e.g. PyTorch missing for a model whose card records no closed form
+        return str(exc)
+    if heatmap.shape != image.shape or not np.isfinite(heatmap).all() or heatmap.min() < 0 or heatmap.max() > 1:
+        return f"not a map in [0, 1] over the image (shape {heatmap.shape})"
+    return ""
 
 
 def _triage_given(engine, paths: list[Path]) -> tuple[list, list[str]]:
