@@ -68,11 +68,13 @@ def self_test(model_dir: Path, device: str, files: list[Path] | None = None) -> 
         return 1
     print(
         f"self-test OK: {engine.description}; DICOM {', '.join(syntaxes)} decoded; "
-        f"{urgent} {scores[0]:.3f} (threshold {engine.policy.threshold:.3f}, urgent={results[0].urgent}); "
+        f"{urgent} {scores[0]:.3f} (threshold {engine.policy.threshold:.3f}, urgent={results[0].urgent}, "
+        f"input check: {results[0].quality or 'unchecked'}); "
         f"heatmap by {engine.heatmap_method}"
     )
     for r in given:
-        print(f"self-test OK: {r.path.name} {urgent} {r.probabilities[urgent]:.3f}")
+        check = r.quality or "unchecked"
+        print(f"self-test OK: {r.path.name} {urgent} {r.probabilities[urgent]:.3f} (input check: {check})")
     return 0
 
 
