@@ -22,7 +22,7 @@ from cxr_desktop.core.preprocess import to_uint8
 from cxr_desktop.core.resources import default_model_dir
 from cxr_desktop.inference.engine import BACKENDS, Engine
 from cxr_desktop.studies.nih import nih_study_metadata, read_nih_table
-from cxr_desktop.studies.study import StudyError, is_lateral
+from cxr_desktop.studies.study import StudyError
 from cxr_desktop.worklist.export import STUDY_COLUMNS, safe_row, study_fields
 from cxr_desktop.worklist.rows import DONE, Row
 from cxr_desktop.worklist.session import TriageSession
@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
             out.close()
     counts = {"ok": sum(r.status == DONE for r in rows), "urgent": sum(r.urgent for r in rows)}
     counts["error"] = len(rows) - counts["ok"]
-    counts["lateral"] = sum(r.status == DONE and r.info is not None and is_lateral(r.info.view_position) for r in rows)
+    counts["lateral"] = sum(r.status == DONE and r.quality == LATERAL for r in rows)
     if args.heatmaps:
         for row in rows:
             if row.urgent:

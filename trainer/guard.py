@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from cxr_desktop.core.architectures import classifier_head
+from cxr_desktop.core.architectures import classifier_head, forward_with_embedding
 from cxr_desktop.core.guard import GUARD_NAME, OK, PROBE_CLASSES, InputGuard
 from cxr_desktop.core.preprocess import PreprocessSpec, normalize_input, resize_to_input, to_uint8
 from cxr_desktop.studies.reader import read_study
@@ -47,18 +47,15 @@ class Embedder:
 
     def __init__(self, model: nn.Module, spec: PreprocessSpec, device: torch.device, batch_size: int = 32) -> None:
         self.model, self.spec, self.device, self.batch_size = model.eval().to(device), spec, device, batch_size
-        self._captured: list[torch.Tensor] = []
-        classifier_head(self.model).register_forward_pre_hook(lambda _m, args: self._captured.append(args[0]))
 
     def __call__(self, grays: Iterable[np.ndarray]) -> np.ndarray:
         inputs = [resize_to_input(np.ascontiguousarray(g), self.spec) for g in grays]
         out = []
         for start in range(0, len(inputs), self.batch_size):
             batch = normalize_input(torch.from_numpy(np.stack(inputs[start : start + self.batch_size])), self.spec)
-            self._captured.clear()
             with torch.inference_mode():
-                self.model(batch.to(self.device))
-            out.append(self._captured[-1].float().cpu().numpy())
+                _, embedding = forward_with_embedding(self.model, batch.to(self.device))
+            out.append(embedding.float().cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, classifier_head(self.model).in_features), np.float32)
 
 

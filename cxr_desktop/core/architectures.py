@@ -102,6 +102,17 @@ def classifier_head(model: nn.Module) -> nn.Linear:
     return linears[-1]
 
 
+def forward_with_embedding(model: nn.Module, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``model(batch)`` and, from the same pass, the classifier head's input (the embedding)."""
+    captured: list[torch.Tensor] = []
+    handle = classifier_head(model).register_forward_pre_hook(lambda _module, args: captured.append(args[0]))
+    try:
+        logits = model(batch)
+    finally:
+        handle.remove()
+    return logits, captured[0]
+
+
 def cam_target_layer(name: str, model: nn.Module) -> nn.Module:
     """The layer whose activations Grad-CAM weighs (the last convolutional feature map)."""
     return get(name).cam_layer(model)

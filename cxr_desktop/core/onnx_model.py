@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from cxr_desktop.core.architectures import cam_activation, cam_target_layer, classifier_head
+from cxr_desktop.core.architectures import cam_activation, cam_target_layer, classifier_head, forward_with_embedding
 from cxr_desktop.core.bundle import (  # noqa: F401 - onnx_path is imported from here too
     ONNX_NAME,
     ModelCard,
@@ -53,23 +53,17 @@ class ExportedOutputs(nn.Module):
     def __init__(self, model: nn.Module, cam_layer: nn.Module) -> None:
         super().__init__()
         self.model = model
-        self.head = classifier_head(model)
         self.cam_layer = cam_layer
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        embedding: list[torch.Tensor] = []
         features: list[torch.Tensor] = []
-        handles = [
-            self.head.register_forward_pre_hook(lambda _module, args: embedding.append(args[0])),
-            # a copy: an in-place activation after the layer (DenseNet) must not change what is exported
-            self.cam_layer.register_forward_hook(lambda _module, _args, out: features.append(out.clone())),
-        ]
+        # a copy: an in-place activation after the layer (DenseNet) must not change what is exported
+        handle = self.cam_layer.register_forward_hook(lambda _module, _args, out: features.append(out.clone()))
         try:
-            logits = self.model(x)
+            logits, embedding = forward_with_embedding(self.model, x)
         finally:
-            for handle in handles:
-                handle.remove()
-        return logits, embedding[0], features[0]
+            handle.remove()
+        return logits, embedding, features[0]
 
 
 def closed_form_record(model: nn.Module, architecture: str) -> dict[str, object]:

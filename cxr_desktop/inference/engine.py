@@ -221,10 +221,9 @@ class Engine:
 
     def _verdicts(self, embeddings: np.ndarray | None, count: int) -> list[str]:
         """The input guard's verdict per study; "" (not checked) when the model has no guard."""
-        if self.guard is None or embeddings is None:
+        # non-finite embeddings come with non-finite outputs: those rows become errors in ``_result``
+        if self.guard is None or embeddings is None or not np.isfinite(embeddings).all():
             return [""] * count
-        if not np.isfinite(embeddings).all():
-            return [""] * count  # the rows become non-finite errors in ``_result``
         return self.guard.verdicts(embeddings)
 
     def _result(self, prepared: _Prepared, output: np.ndarray | None, verdict: str) -> StudyResult:

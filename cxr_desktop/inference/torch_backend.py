@@ -9,7 +9,7 @@ import threading
 import numpy as np
 import torch
 
-from cxr_desktop.core.architectures import cam_target_layer, classifier_head
+from cxr_desktop.core.architectures import cam_target_layer, forward_with_embedding
 from cxr_desktop.core.device import resolve_device
 from cxr_desktop.core.explain import grad_cam
 from cxr_desktop.core.preprocess import PreprocessSpec, normalize_input
@@ -25,7 +25,6 @@ class TorchModel:
         if self.device.type == "cpu" or precision == "bf16":
             self.model = self.model.to(memory_format=torch.channels_last)
         self._cam_layer = cam_target_layer(architecture, self.model)
-        self._head = classifier_head(self.model)
         self._lock = threading.Lock()
 
     @property
@@ -39,15 +38,10 @@ class TorchModel:
     def forward(self, inputs: list[np.ndarray], spec: PreprocessSpec) -> tuple[np.ndarray, np.ndarray]:
         """Probabilities (N, outputs) and embeddings (N, features) for preprocessed uint8 model inputs."""
         batch = self._to_batch(inputs, spec)
-        captured: list[torch.Tensor] = []
         with self._lock, torch.inference_mode():
-            handle = self._head.register_forward_pre_hook(lambda _module, args: captured.append(args[0]))
-            try:
-                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
-                    logits = self.model(batch)
-            finally:
-                handle.remove()
-            return torch.sigmoid(logits.float()).cpu().numpy(), captured[0].float().cpu().numpy()
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+                logits, embedding = forward_with_embedding(self.model, batch)
+            return torch.sigmoid(logits.float()).cpu().numpy(), embedding.float().cpu().numpy()
 
     def grad_cam(self, model_input: np.ndarray, spec: PreprocessSpec, output_index: int) -> np.ndarray:
         """Grad-CAM (``core.explain``) of one preprocessed uint8 model input, at input resolution."""
