@@ -15,7 +15,10 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import traceback
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -59,7 +62,36 @@ def measure_first_paint(repeats: int) -> list[float]:
     return times
 
 
-def measure_stalls(count: int, shared: Path, wait_for_warm_up: bool = True) -> None:
+class StackSampler:
+    """Samples the GUI thread's Python stack every few ms from another thread, so that a long event-loop gap can
+    be told apart: a line of the GUI thread's own work, or a line where it waits for the GIL."""
+
+    def __init__(self, period_s: float = 0.005) -> None:
+        self.thread_id, self.period_s = threading.get_ident(), period_s
+        self.samples: list[tuple[float, str]] = []
+        self._stop = threading.Event()
+        self._worker = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> StackSampler:
+        self._worker.start()
+        return self
+
+    def __exit__(self, *_) -> None:
+        self._stop.set()
+        self._worker.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.period_s):
+            frame = sys._current_frames().get(self.thread_id)
+            if frame is not None:
+                where = traceback.extract_stack(frame)[-3:]
+                self.samples.append((time.perf_counter(), " <- ".join(f"{f.name}:{f.lineno}" for f in reversed(where))))
+
+    def during(self, start: float, end: float) -> list[tuple[str, int]]:
+        return Counter(stack for t, stack in self.samples if start <= t <= end).most_common(3)
+
+
+def measure_stalls(count: int, shared: Path, wait_for_warm_up: bool = True, explain: bool = False) -> None:
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
@@ -105,9 +137,15 @@ def measure_stalls(count: int, shared: Path, wait_for_warm_up: bool = True) -> N
         started = time.perf_counter()
         timer.start()
         window.open_paths([str(folder)])
-        app.exec()
+        with StackSampler() as sampler:
+            app.exec()
         timer.stop()
-        gaps = np.diff(np.array([started, *ticks])) * 1000
+        times = np.array([started, *ticks])
+        gaps = np.diff(times) * 1000
+        for i in np.flatnonzero(gaps > 100) if explain else []:
+            print(f"gap of {gaps[i]:.0f} ms at {times[i] - started:.2f} s; the GUI thread was at:")
+            for stack, n in sampler.during(times[i], times[i + 1]):
+                print(f"    {n:3d} samples  {stack}")
         print(f"app triaged {count} studies in {marks['done'] - started:.1f} s "
               f"({count / (marks['done'] - started):.1f} studies/s, {window.engine.description})")  # fmt: skip
         print(f"first urgent row {marks['first urgent'] - started:.2f} s after opening the folder")
@@ -126,12 +164,13 @@ def main() -> None:
     parser.add_argument("--shared", type=Path, default=SHARED)
     parser.add_argument("--first-paint-child", type=float, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--stalls-child", choices=["warm", "overlap"], help=argparse.SUPPRESS)
+    parser.add_argument("--explain-stalls", action="store_true", help="print where the GUI thread was in each gap")
     args = parser.parse_args()
     if args.first_paint_child is not None:
         first_paint_child(args.first_paint_child)
         return
     if args.stalls_child:
-        measure_stalls(args.count, args.shared, wait_for_warm_up=args.stalls_child == "warm")
+        measure_stalls(args.count, args.shared, args.stalls_child == "warm", args.explain_stalls)
         return
     paints = measure_first_paint(args.paint_repeats)
     print(f"launch to first paint: {', '.join(f'{t:.2f}' for t in paints)} s (median {np.median(paints):.2f} s)")
@@ -142,6 +181,7 @@ def main() -> None:
     for scenario, title in scenarios.items():  # each in a fresh process, imports included
         print(f"-- {title}", flush=True)
         command = [sys.executable, __file__, "--stalls-child", scenario, "--count", str(args.count)]
+        command += ["--explain-stalls"] if args.explain_stalls else []
         out = subprocess.run([*command, "--shared", str(args.shared)], capture_output=True, text=True, timeout=600)
         print("\n".join(line for line in out.stdout.splitlines() if line.strip()), flush=True)
 

@@ -164,15 +164,16 @@ def main() -> None:
         single = decode_resize_rate(paths, default.spec)
         print(f"{'single-core decode+resize (read_pixels + resize_to_input)':58s} {single:6.1f} studies/s", flush=True)
         session = run_session(default, Path(tmp))
-        print(f"{'triage session (' + default.description + ')':58s} {session['rate']:6.1f} studies/s", flush=True)
+        name = f"triage session ({default.backend}, batch {default.batch_size}, {default.workers} reader threads)"
+        print(f"{name:58s} {session['rate']:6.1f} studies/s", flush=True)
         measured = {"engine.triage, same engine": run_engine(default, Path(tmp))}
         if args.levers:
             measured |= {
                 "engine pytorch fp32 channels_last, batch 16": run_engine(
                     Engine(load_bundle(model_dir), device="cpu", backend="torch"), Path(tmp)
                 ),
-                "engine onnxruntime, batch 32": run_engine(
-                    Engine(load_bundle(model_dir), device="cpu", batch_size=32), Path(tmp)
+                "engine onnxruntime, batch 16": run_engine(
+                    Engine(load_bundle(model_dir), device="cpu", batch_size=16), Path(tmp)
                 ),
                 "engine onnxruntime, 1 reader thread": run_engine(
                     Engine(load_bundle(model_dir), device="cpu", workers=1), Path(tmp)

@@ -43,7 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--backend", default="auto", choices=BACKENDS, help="auto: ONNX Runtime on the CPU when the model has it"
     )
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument(
+        "--batch-size", type=int, default=None, help="studies per model call (default: 4 with ONNX Runtime, else 16)"
+    )
     parser.add_argument("--operating-point", default=None, help="named operating point from the model card")
     parser.add_argument("--out", type=Path, default=None, help="CSV file to write (default: standard output)")
     parser.add_argument("--heatmaps", type=Path, default=None, help="write Grad-CAM overlays of urgent studies here")

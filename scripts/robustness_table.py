@@ -86,6 +86,16 @@ GUARD_COMMAND = """    .venv/bin/python scripts/non_chest_images.py /tmp/non-che
         --labels ../shared/data/Data_Entry_2017_v2020.csv.gz --reference TRAINING_IMAGES.csv --non-chest /tmp/non-chest"""
 
 
+def wilson_interval(hits: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval of a proportion (sound near 0 and 1, unlike the normal approximation)."""
+    if n == 0:
+        return 0.0, 1.0
+    p = hits / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * ((p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
 def guard_section() -> str:
     """The shipped model's input guard as its card records it (what ``cxr-train guard`` measured)."""
     card = read_card(default_model_dir())
@@ -103,15 +113,18 @@ def guard_section() -> str:
         "",
         f"for the shipped model ({card.guard['how']}):",
         "",
-        "| images | n | caught (not `ok`) | rate |",
-        "|---|---:|---:|---:|",
+        "| images | n | caught (not `ok`) | rate | 95 % interval (Wilson) |",
+        "|---|---:|---:|---:|---|",
     ]
     for name, row in card.guard["measured"].items():
-        lines.append(f"| {name} | {row['n']} | {row['flagged']} | {row['rate']:.3f} |")
+        low, high = wilson_interval(row["flagged"], row["n"])
+        lines.append(f"| {name} | {row['n']} | {row['flagged']} | {row['rate']:.3f} | {low:.3f}–{high:.3f} |")
     lines.append(
-        "\nFor the untouched report-half films the rate is the false-alarm rate; for every other row it is the "
-        "detection rate. The abdominal CT is also refused by its header before any score; here its pixels "
-        "were given to the guard directly."
+        "\nFor the upright (untouched) NIH films the rate is the false-alarm rate; for every other row it is the "
+        "detection rate. Each NIH film was judged by a guard fitted without its patient's fold, so no film "
+        "judged its own fit; the shipped guard, fitted on all of them, is measured on the images that are not "
+        "chest radiographs, which no fit saw. The abdominal CT is also refused by its header before any score; "
+        "here its pixels were given to the guard directly."
     )
     return "\n".join(lines) + "\n"
 

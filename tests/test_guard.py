@@ -9,7 +9,17 @@ from conftest import make_tiny_bundle
 
 from cxr_desktop.core import bundle as B
 from cxr_desktop.core.guard import INVERTED, NOT_CHEST, OK, PROBE_CLASSES, ROTATED, InputGuard
-from trainer.guard import CUTOFF_PERCENTILE, VARIANTS, fit_guard, measure, save_guard
+from trainer.guard import (
+    CUTOFF_PERCENTILE,
+    VARIANTS,
+    cross_fitted_verdicts,
+    fit_guard,
+    fit_on_patients,
+    measure,
+    patient_folds,
+    save_guard,
+    summarise,
+)
 
 DIMS = 256
 
@@ -121,3 +131,34 @@ def test_a_bundle_carries_its_guard_under_the_integrity_record(tmp_path):
 def test_ok_is_the_verdict_of_typical_embeddings(fitted):
     guard, held_out, _ = fitted
     assert guard.verdicts(held_out["upright"][:3]).count(OK) >= 2
+
+
+def test_folds_keep_a_patients_images_together_and_use_every_fold():
+    patients = [f"p{i // 3}" for i in range(60)]  # 20 patients, 3 images each
+    fold = patient_folds(patients, folds=5, seed=0)
+    assert sorted(set(fold)) == [0, 1, 2, 3, 4]
+    for patient in set(patients):
+        assert len({f for f, p in zip(fold, patients, strict=True) if p == patient}) == 1
+    assert (patient_folds(patients, 5, 0) == fold).all() and not (patient_folds(patients, 5, 1) == fold).all()
+
+
+def test_each_image_is_judged_by_a_guard_fitted_without_its_fold():
+    rng = np.random.default_rng(2)
+    n = 150
+    nih = {name: e[:n] for name, e in _clusters(rng, n).items()}
+    nih["upright"][7] += 40.0  # one film far from everything: it is its own fold's business only
+    patients = [f"p{i // 2}" for i in range(n)]
+    training = rng.normal(size=(200, DIMS))
+    verdicts = cross_fitted_verdicts(training, nih, patients, folds=3, components=4, regularisation=1.0)
+    fold = patient_folds(patients, 3)
+    rest = np.flatnonzero(fold != fold[7])
+    alone = fit_on_patients(
+        training, {k: e[rest] for k, e in nih.items()}, [patients[i] for i in rest], int(fold[7]),
+        components=4, regularisation=1.0,
+    )  # fmt: skip
+    held_out = np.flatnonzero(fold == fold[7])
+    assert [verdicts["upright"][i] for i in held_out] == alone.verdicts(nih["upright"][held_out])
+    assert verdicts["upright"][7] == NOT_CHEST
+    rates = summarise(verdicts)
+    assert rates["upright"]["n"] == n and rates["upright"]["rate"] < 0.1
+    assert all(rates[name]["rate"] > 0.9 for name in VARIANTS if name != "upright")

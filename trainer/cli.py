@@ -300,8 +300,10 @@ def _add_guard(sub) -> None:
         "guard",
         help="fit and measure a bundle's input guard (not a chest film, rotated, inverted)",
         description="Fit the bundle's input guard on real radiographs and write it into the bundle: the "
-        "distance reference from the model's training images, the rotation/polarity probe and the 99th-percentile "
-        "distance cut-off from the tune half of NIH images; measured on the report half and on --non-chest images.",
+        "distance reference from the model's training images and half the NIH patients' films, the 99th-percentile "
+        "distance cut-off from the other half, the rotation/polarity probe from all of them. Measured by "
+        "patient-wise cross-fitting (each NIH film judged by a guard fitted without its fold) and on --non-chest "
+        "images.",
     )
     p.add_argument("bundle", type=Path, help="the model bundle folder (its card is resealed)")
     p.add_argument("--images", type=Path, nargs="+", required=True, metavar="DIR", help="NIH image folders")
@@ -313,6 +315,7 @@ def _add_guard(sub) -> None:
     p.add_argument("--non-chest", type=Path, help="a folder of images that are not chest radiographs, to measure")
     p.add_argument("--components", type=int, default=64, help="principal components of the distance reference")
     p.add_argument("--regularisation", type=float, default=0.01, help="the probe's inverse L2 strength (C)")
+    p.add_argument("--folds", type=int, default=5, help="patient-wise folds of the cross-fitted measurement")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.set_defaults(func=_guard)
 

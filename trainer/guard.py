@@ -2,14 +2,15 @@
 
 - the *reference* (the per-feature mean and spread the distance is measured from) is the model's training
   images (a label CSV or a folder, sampled);
+  plus the upright NIH images of a seeded half of the patients;
+- the distance cut-off is the 99th percentile of the other patients' upright NIH images;
 - the orientation/polarity probe is a multinomial logistic regression on the standardised embeddings of the
-  NIH *tune* half shown upright, rotated 90°/180°/270° and inverted;
-- the distance cut-off is the 99th percentile of the tune half's upright images;
-- everything is then measured on what the fit never saw: the NIH *report* half (untouched: false alarms;
-  rotated and inverted: caught) and a folder of images that are not chest radiographs.
+  NIH images shown upright, rotated 90°/180°/270° and inverted.
 
-The patient-wise halves are the external protocol's (``trainer.external``), so the guard never sees the
-report half either.
+It is measured by patient-wise cross-fitting: the NIH patients are dealt into ``FOLDS`` folds, and every image
+gets its verdicts (untouched: false alarms; rotated and inverted: caught) from a guard fitted, as above, on the
+other folds only. The shipped guard is then fitted on all of them, and measured on a folder of images that are
+not chest radiographs, which no fit sees.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ VARIANTS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 }
 assert tuple(VARIANTS) == PROBE_CLASSES
 CUTOFF_PERCENTILE = 99.0
+FOLDS = 5
+FOLD_SEED = 0
 
 
 class Embedder:
@@ -112,13 +115,52 @@ def fit_guard(
 
 def measure(guard: InputGuard, sets: dict[str, np.ndarray]) -> dict[str, dict]:
     """For each named set of embeddings: how many, the share not ``ok``, and the count of each verdict."""
+    return summarise({name: guard.verdicts(embeddings) for name, embeddings in sets.items()})
+
+
+def summarise(verdicts: dict[str, list[str]]) -> dict[str, dict]:
+    """For each named list of verdicts: how many, the share not ``ok``, and the count of each verdict."""
     result = {}
-    for name, embeddings in sets.items():
-        verdicts = guard.verdicts(embeddings)
-        counts = {v: verdicts.count(v) for v in sorted(set(verdicts))}
+    for name, given in verdicts.items():
+        counts = {v: given.count(v) for v in sorted(set(given))}
         flagged = sum(n for v, n in counts.items() if v != OK)
-        result[name] = {"n": len(verdicts), "flagged": flagged, "rate": flagged / max(len(verdicts), 1), **counts}
+        result[name] = {"n": len(given), "flagged": flagged, "rate": flagged / max(len(given), 1), **counts}
     return result
+
+
+def fit_on_patients(
+    training: np.ndarray, nih: dict[str, np.ndarray], patients: list[str], seed: int, **fit_options
+) -> InputGuard:
+    """The guard from the model's ``training`` embeddings and NIH images in every variant: the upright images of a
+    seeded half of the ``patients`` join the distance reference, the other half sets the cut-off, and all of
+    them train the probe."""
+    in_reference = _patient_half(patients, seed)
+    reference = np.concatenate([training, nih["upright"][in_reference]])
+    return fit_guard(reference, nih["upright"][~in_reference], nih, **fit_options)
+
+
+def patient_folds(patients: list[str], folds: int = FOLDS, seed: int = FOLD_SEED) -> np.ndarray:
+    """Each image's fold: the patients shuffled with ``seed`` and dealt in turn, so a patient's images share one."""
+    unique = sorted(set(patients))
+    fold_of = {unique[i]: turn % folds for turn, i in enumerate(np.random.default_rng(seed).permutation(len(unique)))}
+    return np.array([fold_of[p] for p in patients], dtype=int)
+
+
+def cross_fitted_verdicts(
+    training: np.ndarray, nih: dict[str, np.ndarray], patients: list[str], folds: int = FOLDS, **fit_options
+) -> dict[str, list[str]]:
+    """Every NIH image's verdict in every variant, from a guard fitted (``fit_on_patients``) without its fold."""
+    fold = patient_folds(patients, folds)
+    verdicts: dict[str, list[str]] = {name: [""] * len(patients) for name in VARIANTS}
+    for k in range(folds):
+        held_out, rest = np.flatnonzero(fold == k), fold != k
+        kept = {name: embeddings[rest] for name, embeddings in nih.items()}
+        guard = fit_on_patients(training, kept, [patients[i] for i in np.flatnonzero(rest)], k, **fit_options)
+        for name in VARIANTS:
+            for i, verdict in zip(held_out, guard.verdicts(nih[name][held_out]), strict=True):
+                verdicts[name][i] = verdict
+        log.info("fold %d/%d: %d images held out, cut-off %.3f", k + 1, folds, len(held_out), guard.distance_cutoff)
+    return verdicts
 
 
 def save_guard(folder: Path, guard: InputGuard) -> Path:
@@ -164,54 +206,59 @@ def _patient_half(patients: list[str], seed: int = 0) -> np.ndarray:
 
 
 def guard_command(args) -> int:
-    """Fit, measure, and write the guard into the bundle (its card resealed); prints the measurement."""
-    import json
-
-    from cxr_desktop.core.bundle import CARD_NAME, load_bundle, sha256_of, write_card
+    """Measure the guard by cross-fitting, fit it on all the NIH images, and write it into the bundle (its card
+    resealed); prints the measurement."""
+    from cxr_desktop.core.bundle import load_bundle
     from cxr_desktop.core.device import resolve_device
-    from trainer.external import nih_labelled, report_half
+    from trainer.external import nih_labelled
 
     bundle = load_bundle(args.bundle)
-    card = bundle.card
-    embed = Embedder(bundle.model, card.spec, resolve_device(args.device))
+    embed = Embedder(bundle.model, bundle.card.spec, resolve_device(args.device))
     images = nih_labelled(args.images, args.labels)
-    report = report_half(images.table.patients, images.table.labels[:, card.labels.index(card.urgent_finding)])
-    paths = images.table.paths
-    tune_paths = [p for p, r in zip(paths, report, strict=True) if not r]
-    tune = embed_variants(embed, tune_paths)
-    held_out = embed_variants(embed, [p for p, r in zip(paths, report, strict=True) if r])
-    in_reference = _patient_half([pt for pt, r in zip(images.table.patients, report, strict=True) if not r])
-    training = [g for g in map(read_gray, reference_paths(args.reference, args.max_reference)) if g is not None]
-    reference = np.concatenate([embed(training), tune["upright"][in_reference]])
-    guard = fit_guard(reference, tune["upright"][~in_reference], tune, args.components, args.regularisation)
-    sets = {f"NIH report half, {name.replace('_', ' ')}": held_out[name] for name in VARIANTS}
+    patients = list(images.table.patients)
+    nih = embed_variants(embed, list(images.table.paths))
+    training = embed([g for g in map(read_gray, reference_paths(args.reference, args.max_reference)) if g is not None])
+    options = {"components": args.components, "regularisation": args.regularisation}
+    crossed = cross_fitted_verdicts(training, nih, patients, args.folds, **options)
+    verdicts = {f"NIH films, {name.replace('_', ' ')} ({args.folds}-fold cross-fit)": v for name, v in crossed.items()}
+    guard = fit_on_patients(training, nih, patients, FOLD_SEED, **options)
     if args.non_chest:
         names, grays = non_chest_grays(args.non_chest)
-        sets["not chest radiographs"] = embed(grays)
-        missed = [n for n, v in zip(names, guard.verdicts(sets["not chest radiographs"]), strict=True) if v == OK]
+        verdicts["not chest radiographs (shipped guard)"] = given = guard.verdicts(embed(grays))
+        missed = [n for n, v in zip(names, given, strict=True) if v == OK]
         log.info("non-chest images the guard passed: %s", ", ".join(missed) or "none")
-    measured = measure(guard, sets)
-    save_guard(args.bundle, guard)
-    data = json.loads((args.bundle / CARD_NAME).read_text(encoding="utf-8"))
-    data.update(
-        guard_file=GUARD_NAME,
-        guard_sha256=sha256_of(args.bundle / GUARD_NAME),
-        guard={
-            "distance_cutoff": guard.distance_cutoff,
-            "min_confidence": guard.min_confidence,
-            "how": (
-                f"distance reference: {len(training)} training images from {args.reference.name} and "
-                f"{int(in_reference.sum())} NIH tune-half images ({args.components} principal components); "
-                f"cut-off: {CUTOFF_PERCENTILE:g}th percentile of the other {int((~in_reference).sum())} tune-half "
-                f"images; probe: the {len(tune_paths)} tune-half images x {len(VARIANTS)} variants; measured on "
-                "the report half, which none of these saw"
-            ),
-            "measured": measured,
-        },
+    measured = summarise(verdicts)
+    how = (
+        f"distance reference: {len(training)} training images from {args.reference.name} and the NIH films of half "
+        f"the patients ({args.components} principal components); cut-off: {CUTOFF_PERCENTILE:g}th percentile of "
+        f"the other half's films; probe: all {len(patients)} NIH films x {len(VARIANTS)} variants. Measured by "
+        f"{args.folds}-fold patient-wise cross-fitting: each NIH film judged by a guard fitted the same way "
+        "without its patient's fold"
     )
-    write_card(args.bundle, data)
-    load_bundle(args.bundle)  # the resealed bundle loads, guard included
+    _write_into_bundle(args.bundle, guard, how, measured)
     print("| set | n | not ok | rate |\n|---|---:|---:|---:|")
     for name, row in measured.items():
         print(f"| {name} | {row['n']} | {row['flagged']} | {row['rate']:.3f} |")
     return 0
+
+
+def _write_into_bundle(folder: Path, guard: InputGuard, how: str, measured: dict[str, dict]) -> None:
+    """Save the guard beside the weights and reseal the card with its checksum, cut-off and measurement."""
+    import json
+
+    from cxr_desktop.core.bundle import CARD_NAME, load_bundle, sha256_of, write_card
+
+    save_guard(folder, guard)
+    data = json.loads((folder / CARD_NAME).read_text(encoding="utf-8"))
+    data.update(
+        guard_file=GUARD_NAME,
+        guard_sha256=sha256_of(folder / GUARD_NAME),
+        guard={
+            "distance_cutoff": guard.distance_cutoff,
+            "min_confidence": guard.min_confidence,
+            "how": how,
+            "measured": measured,
+        },
+    )
+    write_card(folder, data)
+    load_bundle(folder)  # the resealed bundle loads, guard included

@@ -77,6 +77,7 @@ def create(name: str, num_outputs: int, init: Init = "scratch") -> nn.Module:
     if init not in ("scratch", "imagenet"):
         raise ValueError(f"init must be 'scratch' or 'imagenet', got {init!r}")
     from torch import nn
+
     model = get(name).build(num_outputs, init == "imagenet")
     if init == "scratch":
         # EfficientNet-Lite0 and MobileNetV3 come with BatchNorm momentum 0.01 (made for long ImageNet runs).
@@ -181,9 +182,7 @@ def resnet50(num_outputs: int, imagenet: bool) -> nn.Module:
 
 
 # classifier: dropout + one linear layer after the pooling
-@register(
-    "efficientnet_b0", lambda m: m.features[-1], "EfficientNet-B0 (torchvision), 5.3 M parameters", "identity"
-)
+@register("efficientnet_b0", lambda m: m.features[-1], "EfficientNet-B0 (torchvision), 5.3 M parameters", "identity")
 def efficientnet_b0(num_outputs: int, imagenet: bool) -> nn.Module:
     model = _torchvision("efficientnet_b0", "EfficientNet_B0_Weights", imagenet)
     model.classifier[-1] = _replace_linear(model.classifier[-1], num_outputs)

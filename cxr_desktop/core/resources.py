@@ -8,7 +8,7 @@ from pathlib import Path
 
 # the integrity record (``bundle_sha256`` in its card) of the default model this version ships: an edited
 # default bundle is refused (``core.bundle.load_bundle``). Update it whenever resources/models/default changes.
-DEFAULT_MODEL_SHA256 = "990d047839af30b4f9b14bf16b71d2c0a2532c643f1a375a35bf1f9922bfe219"
+DEFAULT_MODEL_SHA256 = "de703a22c9bb061228def0eb60b5d55cac476b2c62901650e2ff1f045106a1ee"
 
 
 def resources_dir() -> Path:
