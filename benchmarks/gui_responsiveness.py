@@ -62,6 +62,10 @@ def measure_first_paint(repeats: int) -> list[float]:
     return times
 
 
+def _where(frame, depth: int = 3) -> str:
+    return " <- ".join(f"{f.name}:{f.lineno}" for f in reversed(traceback.extract_stack(frame)[-depth:]))
+
+
 class StackSampler:
     """Samples the GUI thread's Python stack every few ms from another thread, so that a long event-loop gap can
     be told apart: a line of the GUI thread's own work, or a line where it waits for the GIL."""
@@ -81,14 +85,20 @@ class StackSampler:
         self._worker.join()
 
     def _run(self) -> None:
+        last = time.perf_counter()
         while not self._stop.wait(self.period_s):
-            frame = sys._current_frames().get(self.thread_id)
-            if frame is not None:
-                where = traceback.extract_stack(frame)[-3:]
-                self.samples.append((time.perf_counter(), " <- ".join(f"{f.name}:{f.lineno}" for f in reversed(where))))
+            now, frames = time.perf_counter(), sys._current_frames()
+            if now - last > 0.05:  # this thread could not run either: some thread held the GIL; where is each now?
+                names = {t.ident: t.name for t in threading.enumerate()}
+                for ident, frame in frames.items():
+                    if ident != threading.get_ident():
+                        self.samples.append((now, f"[GIL] {names.get(ident, ident)}: {_where(frame)}"))
+            last = now
+            if self.thread_id in frames:
+                self.samples.append((now, _where(frames[self.thread_id])))
 
     def during(self, start: float, end: float) -> list[tuple[str, int]]:
-        return Counter(stack for t, stack in self.samples if start <= t <= end).most_common(3)
+        return Counter(stack for t, stack in self.samples if start <= t <= end).most_common(8)
 
 
 def measure_stalls(count: int, shared: Path, wait_for_warm_up: bool = True, explain: bool = False) -> None:
@@ -98,6 +108,7 @@ def measure_stalls(count: int, shared: Path, wait_for_warm_up: bool = True, expl
     from cxr_desktop.core.resources import default_model_dir
     from cxr_desktop.ui.main_window import MainWindow
     from cxr_desktop.worklist.reviews import ReviewStore
+    from cxr_desktop.worklist.rows import DONE, ERROR
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     with tempfile.TemporaryDirectory() as tmp:
@@ -120,13 +131,14 @@ def measure_stalls(count: int, shared: Path, wait_for_warm_up: bool = True, expl
         def tick() -> None:
             now = time.perf_counter()
             ticks.append(now)
-            counts = window.session.counts()
-            if counts["urgent"] and "first urgent" not in marks:
+            shown = window.model.visible  # what the window shows (the session's lock is not taken here)
+            if "first urgent" not in marks and any(row.urgent for row in shown):
                 marks["first urgent"] = now
-            if counts["done"] >= count // 2 and "selected" not in marks:
+            finished = sum(row.status in (DONE, ERROR) for row in shown)
+            if finished >= count // 2 and "selected" not in marks:
                 marks["selected"] = now
                 window.table.selectRow(0)  # the user opens the top study while scoring goes on
-            if counts["done"] + counts["error"] >= count:
+            if finished >= count:
                 marks.setdefault("done", now)
                 if "heatmap" in marks:
                     app.quit()
@@ -134,17 +146,19 @@ def measure_stalls(count: int, shared: Path, wait_for_warm_up: bool = True, expl
         window.images.image_ready.connect(lambda *_: marks.setdefault("image", time.perf_counter()))
         window.heat.ready.connect(lambda *_: marks.setdefault("heatmap", time.perf_counter()))
         timer = QTimer(interval=5, timeout=tick)
-        started = time.perf_counter()
-        timer.start()
-        window.open_paths([str(folder)])
         with StackSampler() as sampler:
+            started = time.perf_counter()
+            timer.start()
+            window.open_paths([str(folder)])
+            opened = time.perf_counter()
             app.exec()
         timer.stop()
+        print(f"open_paths() returned to the event loop after {(opened - started) * 1000:.0f} ms")
         times = np.array([started, *ticks])
         gaps = np.diff(times) * 1000
         for i in np.flatnonzero(gaps > 100) if explain else []:
             print(f"gap of {gaps[i]:.0f} ms at {times[i] - started:.2f} s; the GUI thread was at:")
-            for stack, n in sampler.during(times[i], times[i + 1]):
+            for stack, n in sampler.during(times[i], times[i + 1] + 0.01):
                 print(f"    {n:3d} samples  {stack}")
         print(f"app triaged {count} studies in {marks['done'] - started:.1f} s "
               f"({count / (marks['done'] - started):.1f} studies/s, {window.engine.description})")  # fmt: skip

@@ -94,6 +94,15 @@ def _guarded(path: Path, read: Callable[[], T]) -> T:
         raise StudyError(path, f"cannot read file ({type(exc).__name__}: {exc})") from None
 
 
+def warm_up() -> None:
+    """Import what the readers load on first use (Pillow's format plugins), so that the first folder opened
+    does not pay for it while the window is drawing its first rows (a 130 ms GUI stall, measured with
+    ``benchmarks/gui_responsiveness.py``)."""
+    from PIL import Image
+
+    Image.preinit()
+
+
 def read_header(path: Path, metadata: dict[str, str] | None = None) -> StudyInfo:
     """Metadata and the suitability checks, without decoding pixels."""
     path = Path(path)

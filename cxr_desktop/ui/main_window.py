@@ -17,7 +17,6 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QMainWindow,
-    QProgressBar,
     QSlider,
     QSplitter,
     QVBoxLayout,
@@ -32,8 +31,9 @@ from cxr_desktop.ui.findings_panel import FindingsPanel
 from cxr_desktop.ui.folder_watch import FolderWatch
 from cxr_desktop.ui.heatmap_cache import HeatmapCache
 from cxr_desktop.ui.image_view import ImageView
+from cxr_desktop.ui.progress import TriageProgress
 from cxr_desktop.ui.session_bridge import SessionBridge
-from cxr_desktop.ui.worker import HeatmapWorker, ImageLoader, TriageWorker
+from cxr_desktop.ui.worker import HeatmapWorker, ImageLoader, TriageWorker, lower_thread_priority
 from cxr_desktop.ui.worklist_model import WorklistModel, worklist_table
 from cxr_desktop.worklist.export import export_csv
 from cxr_desktop.worklist.reviews import ReviewStore, ReviewStoreError
@@ -49,6 +49,7 @@ PRECOMPUTED_MAPS = 16  # urgent studies whose Grad-CAM is computed ahead, from t
 WINDOW_SIZE = (1500, 900)
 SPLIT_SIZES = [690, 490, 300]  # worklist, viewer, findings: the worklist's default columns fit in 650 px
 WAITING_TICK_MS = 30_000  # waiting times and Max-wait promotions are brought up to date this often
+REFRESH_MS = 100  # while studies are being scored, the worklist is redrawn at most this often
 DEMO_TITLE = " — DEMO: public NIH ChestX-ray14 images (see NOTICE)"
 
 
@@ -85,8 +86,12 @@ class MainWindow(Controls, FileActions, QMainWindow):
         if store.read_only:
             self.banner.set_permanent("Read-only review store: decisions and comments cannot be saved.")
         self._start_workers()
-        self.bridge.rows_changed.connect(self._refresh)
-        self.bridge.progress.connect(self._progress)
+        # the worklist and the progress bar are redrawn at once on a change, then at most every REFRESH_MS while
+        # changes keep coming: each redraw costs the GUI thread the GIL, which the scoring threads also want
+        self._refresh_due = QTimer(self, singleShot=True, interval=REFRESH_MS, timeout=self._refresh_if_stale)
+        self._stale = False
+        self.bridge.rows_changed.connect(self._session_changed)
+        self.bridge.progress.connect(self._session_changed)
         self.bridge.idle.connect(self._precompute_heatmaps)
         self.bridge.notice.connect(self.banner.say)
         # a clock, not a poll: waiting times and Max-wait promotions change with time alone
@@ -129,7 +134,7 @@ class MainWindow(Controls, FileActions, QMainWindow):
         split.setSizes(SPLIT_SIZES)
         self.setCentralWidget(split)
 
-        self.progress = QProgressBar(maximumWidth=260)
+        self.progress = TriageProgress()
         self.status_label = QLabel("")  # the model in use, or why it could not be loaded
         self.counts_label = QLabel("")  # how many studies, urgent, scored, queued, refused
         for widget in (self.status_label, self.counts_label, self.progress):
@@ -179,6 +184,8 @@ class MainWindow(Controls, FileActions, QMainWindow):
         self.images.image_ready.connect(self._image_ready)
         self.images.failed.connect(self._study_failed)
         self.heat.failed.connect(self._study_failed)
+        # run in the scoring thread as it starts, before it loads the model (whose threads inherit the priority)
+        self.worker_thread.started.connect(lower_thread_priority, Qt.ConnectionType.DirectConnection)
         for thread in (self.worker_thread, self.heat_thread, self.image_thread):
             thread.start()
 
@@ -244,10 +251,18 @@ class MainWindow(Controls, FileActions, QMainWindow):
         else:
             self.status_label.setText(message + " — studies stay queued; open a model bundle (Open model…).")
 
-    def _progress(self, done: int, total: int) -> None:
-        self.progress.setMaximum(max(total, 1))
-        self.progress.setValue(done)
-        self.progress.setFormat(f"{done}/{total} triaged")
+    def _session_changed(self, *_) -> None:
+        if self._refresh_due.isActive():
+            self._stale = True  # shown when the interval ends
+            return
+        self._refresh()
+        self._refresh_due.start()
+
+    def _refresh_if_stale(self) -> None:
+        if self._stale:
+            self._stale = False
+            self._refresh()
+            self._refresh_due.start()
 
     def _precompute_heatmaps(self) -> None:
         """Grad-CAM of the urgent studies at the top of the list, ready before the radiologist opens them."""
@@ -280,6 +295,7 @@ class MainWindow(Controls, FileActions, QMainWindow):
             if (now.status, now.error, now.probabilities) != (keep.status, keep.error, keep.probabilities):
                 self._show_findings(now)
                 self._ask_heatmap(now)
+        self.progress.set_progress(snapshot.done, snapshot.total)
         counts = snapshot.counts
         self.counts_label.setText(
             f"  {len(snapshot.rows)} studies · {counts['urgent']} urgent · {counts['done']} scored · "

@@ -7,6 +7,9 @@ Grad-CAM thread computes heatmaps. The GUI thread only renders what the session 
 from __future__ import annotations
 
 import logging
+import os
+import sys
+import threading
 import time
 from collections import deque
 from pathlib import Path
@@ -14,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, QThread, QTimer, Signal, Slot
 
+from cxr_desktop.studies.reader import warm_up as warm_up_readers
 from cxr_desktop.studies.study import StudyError
 from cxr_desktop.worklist.session import TriageSession, file_stamp
 
@@ -24,6 +28,21 @@ log = logging.getLogger(__name__)
 
 SETTLE_MS = 1000  # a watched file is read once its size and mtime have not changed for this long
 EMPTY_GRACE_S = 30.0  # an empty watched file is given this long to start filling
+BACKGROUND_NICENESS = 10  # added to the scoring thread's nice value (Linux), so the GUI thread gets a core first
+
+
+def lower_thread_priority(increment: int = BACKGROUND_NICENESS) -> None:
+    """Lower the calling thread's CPU priority. On Linux the nice value is per thread and inherited by the
+    threads it starts: the scoring thread's reader pool and ONNX Runtime's intra-op threads (created when the
+    model loads there) all run below the GUI thread, which then waits neither for a core nor for a GIL holder
+    that could not get one. Elsewhere, nothing changes."""
+    if sys.platform != "linux":
+        return
+    thread = threading.get_native_id()
+    try:
+        os.setpriority(os.PRIO_PROCESS, thread, os.getpriority(os.PRIO_PROCESS, thread) + increment)
+    except OSError as exc:  # e.g. a sandbox without the call: scoring still runs, at normal priority
+        log.info("could not lower the scoring thread's priority: %s", exc)
 
 
 class TriageWorker(QObject):
@@ -50,6 +69,7 @@ class TriageWorker(QObject):
         except (BundleError, RuntimeError, ValueError, KeyError) as exc:
             self.model_failed.emit(f"cannot load model {path}: {exc}")
             return
+        warm_up_readers()
         self.session.set_engine(engine)
         self.model_loaded.emit(engine, engine.description)
         self._score()
