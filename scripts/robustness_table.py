@@ -105,20 +105,24 @@ def guard_section() -> str:
         "\n## The input guard (quality column)\n",
         "Every scored study gets a verdict from the model's own pooled features (`cxr_desktop/core/guard.py`): "
         "`probably not a chest radiograph` (a distance from the reference radiographs beyond the 99th percentile "
-        "of NIH validation films), `probably rotated` or `probably inverted polarity` (a linear probe), or "
-        "`lateral view` (from the header). Such a study is shown with a warning and never flagged urgent on its "
-        "score alone. Measured by",
+        "of NIH validation films), `probably rotated` or `probably inverted polarity` (a linear probe), both "
+        "with the probe's reason first (`probably rotated, or not a chest radiograph`), or `lateral view` (from "
+        "the header). Such a study is shown with a warning and never flagged urgent on its score alone. "
+        "Measured by",
         "",
         GUARD_COMMAND,
         "",
         f"for the shipped model ({card.guard['how']}):",
         "",
-        "| images | n | caught (not `ok`) | rate | 95 % interval (Wilson) |",
-        "|---|---:|---:|---:|---|",
+        "| images | n | caught (not `ok`) | rate | 95 % interval (Wilson) | reasons given |",
+        "|---|---:|---:|---:|---|---|",
     ]
     for name, row in card.guard["measured"].items():
         low, high = wilson_interval(row["flagged"], row["n"])
-        lines.append(f"| {name} | {row['n']} | {row['flagged']} | {row['rate']:.3f} | {low:.3f}–{high:.3f} |")
+        reasons = "; ".join(f"{k}: {v}" for k, v in row.items() if k not in ("n", "flagged", "rate", "ok"))
+        lines.append(
+            f"| {name} | {row['n']} | {row['flagged']} | {row['rate']:.3f} | {low:.3f}–{high:.3f} | {reasons} |"
+        )
     lines.append(
         "\nFor the upright (untouched) NIH films the rate is the false-alarm rate; for every other row it is the "
         "detection rate. Each NIH film was judged by a guard fitted without its patient's fold, so no film "

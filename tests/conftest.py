@@ -64,6 +64,16 @@ def nih_sample(shared_data: Path) -> Path:
     return _require_or_skip(shared_data / "nih14-sample")
 
 
+def table_shows_session(window) -> bool:
+    """Whether the window's worklist table shows the session's rows as they are now (it redraws at most every
+    100 ms while scoring goes on, so a test waits for this before reading the table)."""
+
+    def state(rows):
+        return sorted((str(row.path), row.status, row.urgent, row.review.decision) for row in rows)
+
+    return state(window.model.visible) == state(window.session.rows_in_arrival())
+
+
 def make_tiny_bundle(
     folder: Path,
     cardiomegaly_threshold: float = 0.5,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import DEMO, SHARED_DATA, _require_or_skip, make_tiny_bundle, shared_data_expected
+from conftest import DEMO, SHARED_DATA, _require_or_skip, make_tiny_bundle, shared_data_expected, table_shows_session
 from PySide6.QtCore import Qt, QTimer
 
 from cxr_desktop.cli import main as triage_main
@@ -45,7 +45,7 @@ def open_window(qtbot, bundle, store_path, folder):
         lambda: len(window.session.rows_in_arrival()) == count and window.session.counts()["queued"] == 0,
         timeout=120_000,
     )
-    qtbot.waitUntil(lambda: window.model.rowCount() == count, timeout=10_000)  # the table's next refresh
+    qtbot.waitUntil(lambda: table_shows_session(window), timeout=10_000)  # the table's next redraw
     qtbot.wait(300)  # and one more tick, after the last score
     return window
 

@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import make_tiny_bundle
+from conftest import make_tiny_bundle, table_shows_session
 from PySide6.QtGui import QColor
 
 from cxr_desktop.cli import COLUMNS, heatmap_name
@@ -314,7 +314,7 @@ def test_the_window_takes_scope_and_urgent_finding_from_the_card(qtbot, scoped_b
     qtbot.waitUntil(lambda: window.engine is not None, timeout=60_000)
     window.open_paths([str(studies)])
     qtbot.waitUntil(lambda: window.session.counts()["done"] == 3, timeout=60_000)
-    qtbot.waitUntil(lambda: window.model.rowCount() == 3, timeout=10_000)  # the table's next refresh
+    qtbot.waitUntil(lambda: table_shows_session(window), timeout=10_000)  # the table's next redraw
     assert window.model.headerData(1, Qt.Orientation.Horizontal) == "Edema"
     assert "Edema ≥" in window.findings.model_label.text() and window.findings.bars.urgent == "Edema"
     row = window.model.visible[0]

@@ -7,6 +7,7 @@ import sqlite3
 import time
 
 import pytest
+from conftest import table_shows_session
 from hostile_inputs import CHEST
 
 from cxr_desktop.studies.reader import read_header
@@ -142,8 +143,8 @@ def open_window(qtbot, bundle, store, folder):
     qtbot.waitUntil(
         lambda: bool(window.session.rows_in_arrival()) and window.session.counts()["queued"] == 0, timeout=60_000
     )
-    # the table shows the worklist's rows at its next refresh: select only once they are there
-    qtbot.waitUntil(lambda: window.model.rowCount() == len(window.session.rows_in_arrival()), timeout=10_000)
+    # the table shows the worklist's rows at its next redraw: select only once they are there
+    qtbot.waitUntil(lambda: table_shows_session(window), timeout=10_000)
     window.table.selectRow(0)
     qtbot.waitUntil(lambda: window.current is not None, timeout=5_000)
     return window

@@ -11,6 +11,10 @@ sees (its *embedding*, one forward pass, no extra cost):
 - does a linear probe on the standardised embedding, fitted on real radiographs shown upright, rotated
   (90°, 180°, 270°) and with inverted polarity, say the film is not upright and not of normal polarity?
 
+A film that is both far and, by the probe, turned or inverted gets both reasons, the probe's first ("probably
+rotated, or not a chest radiograph"): most rotated chest films are also far from upright ones, and a
+radiologist who sees a turned chest film called "not a chest radiograph" stops trusting the check.
+
 The parameters live in the bundle's ``guard.safetensors`` (covered by the card's integrity record) and the
 card's ``guard`` entry (cut-off, classes, how they were chosen and what they gave). numpy only.
 """
@@ -27,6 +31,8 @@ OK = "ok"
 NOT_CHEST = "probably not a chest radiograph"
 ROTATED = "probably rotated"
 INVERTED = "probably inverted polarity"
+ROTATED_OR_NOT_CHEST = f"{ROTATED}, or not a chest radiograph"
+INVERTED_OR_NOT_CHEST = f"{INVERTED}, or not a chest radiograph"
 LATERAL = "lateral view"
 # the probe's classes, in the order of its weight rows
 PROBE_CLASSES = ("upright", "rotated_90", "rotated_180", "rotated_270", "inverted")
@@ -72,10 +78,14 @@ class InputGuard:
         result = []
         for is_far, probs in zip(far, probabilities, strict=True):
             best = int(np.argmax(probs))
-            if is_far:
+            turned = best != 0 and probs[best] >= self.min_confidence
+            inverted = PROBE_CLASSES[best] == "inverted"
+            if is_far and turned:
+                result.append(INVERTED_OR_NOT_CHEST if inverted else ROTATED_OR_NOT_CHEST)
+            elif is_far:
                 result.append(NOT_CHEST)
-            elif best != 0 and probs[best] >= self.min_confidence:
-                result.append(INVERTED if PROBE_CLASSES[best] == "inverted" else ROTATED)
+            elif turned:
+                result.append(INVERTED if inverted else ROTATED)
             else:
                 result.append(OK)
         return result

@@ -8,7 +8,7 @@ from pathlib import Path
 
 # the integrity record (``bundle_sha256`` in its card) of the default model this version ships: an edited
 # default bundle is refused (``core.bundle.load_bundle``). Update it whenever resources/models/default changes.
-DEFAULT_MODEL_SHA256 = "de703a22c9bb061228def0eb60b5d55cac476b2c62901650e2ff1f045106a1ee"
+DEFAULT_MODEL_SHA256 = "a2b89eb3797010a332f711460351ee6b2556b3470ead09faed970b4c8046c90f"
 
 
 def resources_dir() -> Path:

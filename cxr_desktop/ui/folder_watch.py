@@ -17,6 +17,7 @@ class FolderWatch(QObject):
         self.folders: list[str] = []
         self.on = False
         self.watcher = QFileSystemWatcher(self)
+        self._rescan = rescan
         self.watcher.directoryChanged.connect(lambda folder: rescan([folder]))
         self.watcher.fileChanged.connect(lambda path: rescan([path]))
 
@@ -30,7 +31,8 @@ class FolderWatch(QObject):
             self.watcher.addPaths(self.folders)
 
     def watch_failed(self, paths: Iterable[Path]) -> None:
-        """Failed files of a watched folder are watched themselves: a file that changes is read again."""
+        """Failed files of a watched folder are watched themselves: a file that changes is read again, also
+        one that changed before the watch began."""
         if not self.on:
             return
         folders = {Path(folder) for folder in self.folders}
@@ -39,3 +41,6 @@ class FolderWatch(QObject):
         room = MAX_WATCHED_FILES - len(known)
         if files and room > 0:
             self.watcher.addPaths(files[:room])
+            # a file that changed between its failure and this watch would go unnoticed: look once now (the
+            # session reads it again only if its size or mtime differ from when it failed)
+            self._rescan(files[:room])

@@ -229,6 +229,7 @@ class MainWindow(Controls, FileActions, QMainWindow):
             self.banner.say(message)
             self.statusBar().showMessage(message, 15000)
             return False
+        self._refresh()  # the user's own decision is shown at once, not with the next batch's redraw
         return True
 
     # -- what the workers and the session announce ----------------------------------------------------
