@@ -34,6 +34,13 @@ COLUMNS = [*STUDY_COLUMNS, "cardiomegaly_threshold", *FINDINGS, "quality"]
 UNCHECKED = "unchecked"  # a scored study whose model has no input guard
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cxr-triage", description=__doc__)
     parser.add_argument("paths", nargs="+", type=Path, help="image files or folders (searched recursively)")
@@ -44,7 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--backend", default="auto", choices=BACKENDS, help="auto: ONNX Runtime on the CPU when the model has it"
     )
     parser.add_argument(
-        "--batch-size", type=int, default=None, help="studies per model call (default: 4 with ONNX Runtime, else 16)"
+        "--batch-size",
+        type=_positive_int,
+        default=None,
+        help="studies per model call (default: 4 with ONNX Runtime, else 16)",
     )
     parser.add_argument("--operating-point", default=None, help="named operating point from the model card")
     parser.add_argument("--out", type=Path, default=None, help="CSV file to write (default: standard output)")

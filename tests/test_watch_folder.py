@@ -62,3 +62,19 @@ def test_an_empty_file_is_waited_for_until_it_fills(qtbot, tiny_bundle, tmp_path
     assert ERROR not in seen and DONE not in seen
     path.write_bytes(PNG)
     qtbot.waitUntil(lambda: status_of(window, path) == DONE, timeout=20_000)
+
+
+def test_a_failed_file_is_looked_at_once_when_its_watch_begins_even_if_the_watcher_refuses_it(qtbot, tmp_path):
+    """A file fixed between its failure and the start of its watch is not missed; one the watcher cannot watch
+    (here: already deleted) is not rescanned at every redraw."""
+    from cxr_desktop.ui.folder_watch import FolderWatch
+
+    asked: list[list[str]] = []
+    watch = FolderWatch(asked.append)
+    watch.set(True, [str(tmp_path)])
+    present, gone = tmp_path / "fixed.png", tmp_path / "gone.png"
+    present.write_bytes(PNG)
+    for _ in range(3):  # three redraws with the same failed rows
+        watch.watch_failed([present, gone, tmp_path / "elsewhere" / "x.png"])
+    assert asked == [[str(present), str(gone)]]
+    assert watch.watcher.files() == [str(present)]

@@ -212,6 +212,8 @@ def guard_command(args) -> int:
     from cxr_desktop.core.device import resolve_device
     from trainer.external import nih_labelled
 
+    if args.folds < 2:
+        raise SystemExit("cxr-train guard: --folds must be at least 2 (each fold is judged by a guard fit on others)")
     bundle = load_bundle(args.bundle)
     embed = Embedder(bundle.model, bundle.card.spec, resolve_device(args.device))
     images = nih_labelled(args.images, args.labels)

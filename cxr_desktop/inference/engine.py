@@ -92,6 +92,8 @@ class Engine:
         self.bundle = bundle
         self.card = bundle.card
         self.spec = bundle.card.spec
+        if batch_size is not None and batch_size < 1:
+            raise ValueError(f"batch size must be at least 1, got {batch_size}")
         if precision not in ("fp32", "bf16"):
             raise ValueError(f"precision must be fp32 or bf16, got {precision!r}")
         if backend not in BACKENDS:

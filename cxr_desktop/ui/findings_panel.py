@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QColor, QPainter, QPen
+from PySide6.QtGui import QColor, QImage, QPainter, QPen
 from PySide6.QtWidgets import QCheckBox, QLabel, QVBoxLayout, QWidget
 
 from cxr_desktop.core.labels import FINDINGS
@@ -50,6 +50,7 @@ class FindingBars(QWidget):
         self.research: list[str] = []  # trained, not externally validated
         self.urgent, self.show_research = "", False
         self._resize()
+        self._warm_up_painting()
 
     def set_scope(self, shown: list[str], research: list[str], thresholds: dict[str, float], urgent: str) -> None:
         """What a model reports: shown findings, research-only ones, the thresholds its card chose."""
@@ -83,18 +84,32 @@ class FindingBars(QWidget):
 
     def paintEvent(self, event) -> None:  # noqa: N802
         painter = QPainter(self)
+        self._paint(painter, self.rows(), self.width(), self.urgent)
+        painter.end()
+
+    def _warm_up_painting(self) -> None:
+        """Paint every kind of row once, offscreen. PySide6 builds the Python enums a QPainter call needs on
+        its first use: done here, at construction, not in the first real paint, where it stalled a busy GUI
+        thread for 100-130 ms (``benchmarks/gui_responsiveness.py --explain-stalls``)."""
+        image = QImage(400, 4 * self.ROW_H, QImage.Format.Format_RGB32)
+        painter = QPainter(image)
+        rows = [BarRow(FINDINGS[0], 0.6, 0.5), BarRow(FINDINGS[1], 0.2, None), BarRow(FINDINGS[2], 0.4, None, True)]
+        self._paint(painter, rows, image.width(), FINDINGS[0])
+        painter.end()
+
+    def _paint(self, painter: QPainter, rows: list[BarRow], width: int, urgent: str) -> None:
         row_h, label_w = self.ROW_H, self.LABEL_W
-        bar_w = max(40, self.width() - label_w - 50)
+        bar_w = max(40, width - label_w - 50)
         y, in_research = 4, False
-        for row in self.rows():
+        for row in rows:
             if row.research and not in_research:  # one header above the research rows
                 in_research = True
                 painter.setPen(GREY_TEXT)
-                painter.drawText(0, y, self.width(), row_h, Qt.AlignmentFlag.AlignVCenter, RESEARCH_HEADER)
+                painter.drawText(0, y, width, row_h, Qt.AlignmentFlag.AlignVCenter, RESEARCH_HEADER)
                 y += row_h
             painter.setPen(GREY_TEXT if row.research else TEXT)
             font = painter.font()
-            font.setBold(row.name == self.urgent)
+            font.setBold(row.name == urgent)
             font.setItalic(row.research)
             painter.setFont(font)
             right = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
@@ -110,7 +125,6 @@ class FindingBars(QWidget):
                 x = label_w + int(bar_w * row.threshold)
                 painter.drawLine(x, y + 1, x, y + row_h - 1)
             y += row_h
-        painter.end()
 
 
 class FindingsPanel(QWidget):

@@ -18,12 +18,14 @@ class FolderWatch(QObject):
         self.on = False
         self.watcher = QFileSystemWatcher(self)
         self._rescan = rescan
+        self._tried: set[str] = set()  # failed files given to the watcher (some it may have refused)
         self.watcher.directoryChanged.connect(lambda folder: rescan([folder]))
         self.watcher.fileChanged.connect(lambda path: rescan([path]))
 
     def set(self, on: bool, folders: list[str] | None = None) -> None:
         """Watch ``folders`` (default: the ones watched so far) while ``on``; nothing while off."""
         self.on, self.folders = on, folders or self.folders
+        self._tried.clear()
         watching = self.watcher.directories() + self.watcher.files()
         if watching:
             self.watcher.removePaths(watching)
@@ -36,10 +38,10 @@ class FolderWatch(QObject):
         if not self.on:
             return
         folders = {Path(folder) for folder in self.folders}
-        known = set(self.watcher.files())
-        files = [str(p) for p in paths if p.parent in folders and str(p) not in known]
-        room = MAX_WATCHED_FILES - len(known)
+        files = [str(p) for p in paths if p.parent in folders and str(p) not in self._tried]
+        room = MAX_WATCHED_FILES - len(self.watcher.files())
         if files and room > 0:
+            self._tried.update(files[:room])  # once each, even where the watcher refuses one (unreadable, gone)
             self.watcher.addPaths(files[:room])
             # a file that changed between its failure and this watch would go unnoticed: look once now (the
             # session reads it again only if its size or mtime differ from when it failed)

@@ -90,8 +90,7 @@ class MainWindow(Controls, FileActions, QMainWindow):
         # changes keep coming: each redraw costs the GUI thread the GIL, which the scoring threads also want
         self._refresh_due = QTimer(self, singleShot=True, interval=REFRESH_MS, timeout=self._refresh_if_stale)
         self._stale = False
-        self.bridge.rows_changed.connect(self._session_changed)
-        self.bridge.progress.connect(self._session_changed)
+        self.bridge.rows_changed.connect(self._session_changed)  # progress comes with it, in the snapshot
         self.bridge.idle.connect(self._precompute_heatmaps)
         self.bridge.notice.connect(self.banner.say)
         # a clock, not a poll: waiting times and Max-wait promotions change with time alone
@@ -267,6 +266,7 @@ class MainWindow(Controls, FileActions, QMainWindow):
 
     def _precompute_heatmaps(self) -> None:
         """Grad-CAM of the urgent studies at the top of the list, ready before the radiologist opens them."""
+        self._refresh_if_stale()  # the last batches' urgent rows may not be on the table yet
         top = [row.path for row in self.model.visible if row.urgent][:PRECOMPUTED_MAPS]
         for path in top:  # queued behind any selected study
             if path not in self.heatmaps:

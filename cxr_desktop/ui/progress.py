@@ -16,6 +16,8 @@ class TriageProgress(QWidget):
         self.done, self.total = 0, 0
         self._height = QProgressBar().sizeHint().height()
         self.setFixedWidth(width)
+        self.setAccessibleName(self.text)
+        self.grab()  # one offscreen paint: PySide6 builds the enums it needs now, not on a busy GUI thread later
 
     @property
     def text(self) -> str:
@@ -24,6 +26,7 @@ class TriageProgress(QWidget):
     def set_progress(self, done: int, total: int) -> None:
         if (done, total) != (self.done, self.total):
             self.done, self.total = done, total
+            self.setAccessibleName(self.text)  # what a screen reader says (a QProgressBar's value, otherwise)
             self.update()
 
     def sizeHint(self) -> QSize:  # noqa: N802 (Qt naming)

@@ -28,6 +28,7 @@ import numpy as np
 
 from cxr_desktop.inference.triage import TriagePolicy
 from cxr_desktop.studies.reader import read_pixels
+from cxr_desktop.studies.reader import warm_up as warm_up_readers
 from cxr_desktop.studies.scan import Scanned, iter_scan
 from cxr_desktop.studies.study import StudyError, StudyInfo
 from cxr_desktop.worklist.events import SessionEvents
@@ -111,6 +112,7 @@ class TriageSession:
         current = self.policy.operating_point if self.policy else None
         point = operating_point or (current if current in engine.card.operating_points else None)
         policy = TriagePolicy.from_card(engine.card, point) if point else engine.policy
+        warm_up_readers()  # in the caller's thread (the app's scoring thread), before the first folder
         with self._lock:
             self.engine = engine
         self._set_policy(policy)
