@@ -1,8 +1,7 @@
 """``cxr-train guard``: fit a bundle's input guard (``cxr_desktop.core.guard``) on real radiographs and measure it.
 
 - the *reference* (the per-feature mean and spread the distance is measured from) is the model's training
-  images (a label CSV or a folder, sampled);
-  plus the upright NIH images of a seeded half of the patients;
+  images (a label CSV or a folder, sampled) plus the upright NIH images of a seeded half of the patients;
 - the distance cut-off is the 99th percentile of the other patients' upright NIH images;
 - the orientation/polarity probe is a multinomial logistic regression on the standardised embeddings of the
   NIH images shown upright, rotated 90°/180°/270° and inverted.

@@ -70,7 +70,7 @@ class Controls:
         if self.engine is None:
             return
         urgent = self.session.set_operating_point(name)
-        self._refresh()  # the user's own change is shown at once, not with the next batch's redraw
+        self._refresh_if_stale()  # the user's own change is shown at once, not with the next batch's redraw
         self.findings.set_card(self.engine.card, name)
         self._describe_model()
         self.statusBar().showMessage(f"Operating point {name}: {urgent} urgent", 8000)
@@ -91,7 +91,7 @@ class Controls:
 
     def _max_wait_changed(self, minutes: int) -> None:
         self.session.set_max_wait(minutes * 60.0)
-        self._refresh()
+        self._refresh_if_stale()
 
     def _remember_requested_model(self, path: str, _device: str) -> None:
         self._requested_model = path

@@ -19,8 +19,8 @@ class FolderWatch(QObject):
         self.watcher = QFileSystemWatcher(self)
         self._rescan = rescan
         self._tried: set[str] = set()  # failed files given to the watcher (some it may have refused)
-        self.watcher.directoryChanged.connect(lambda folder: rescan([folder]))
-        self.watcher.fileChanged.connect(lambda path: rescan([path]))
+        self.watcher.directoryChanged.connect(lambda folder: self._rescan([folder]))
+        self.watcher.fileChanged.connect(lambda path: self._rescan([path]))
 
     def set(self, on: bool, folders: list[str] | None = None) -> None:
         """Watch ``folders`` (default: the ones watched so far) while ``on``; nothing while off."""

@@ -228,7 +228,8 @@ class MainWindow(Controls, FileActions, QMainWindow):
             self.banner.say(message)
             self.statusBar().showMessage(message, 15000)
             return False
-        self._refresh()  # the user's own decision is shown at once, not with the next batch's redraw
+        # the session announced the decision in this thread: drawn at once, unless a redraw was recent
+        self._refresh_if_stale()  # the user's own decision is not left for the next batch's redraw
         return True
 
     # -- what the workers and the session announce ----------------------------------------------------
@@ -259,8 +260,8 @@ class MainWindow(Controls, FileActions, QMainWindow):
         self._refresh_due.start()
 
     def _refresh_if_stale(self) -> None:
+        """Draw a change that arrived while a redraw was recent (nothing when every change is on screen)."""
         if self._stale:
-            self._stale = False
             self._refresh()
             self._refresh_due.start()
 
@@ -281,6 +282,7 @@ class MainWindow(Controls, FileActions, QMainWindow):
 
     def _refresh(self, _paths: list | None = None) -> None:
         """Show the session's rows as they are now, keeping the selected study selected."""
+        self._stale = False  # every change announced so far is in this snapshot
         snapshot = self.session.snapshot()
         self.model.refresh(snapshot)
         failed = [row.path for row in snapshot.rows if row.error]
