@@ -36,8 +36,9 @@ class ImageView(QGraphicsView):
 
     # -- content -------------------------------------------------------------------------------------
 
-    def set_image(self, image: np.ndarray | None) -> None:
-        self.image, self.heatmap = image, None
+    def set_image(self, image: np.ndarray | None, heatmap: np.ndarray | None = None) -> None:
+        """Show ``image`` at the default window, with ``heatmap`` when it is known already (one render)."""
+        self.image, self.heatmap = image, heatmap
         self.center, self.width = DEFAULT_WINDOW
         self.render_image()
         self.fit()

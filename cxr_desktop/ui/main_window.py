@@ -324,9 +324,7 @@ class MainWindow(Controls, FileActions, QMainWindow):
     def _image_ready(self, path: str, image) -> None:
         if self.current is None or self.current.path != Path(path):
             return  # the user has moved on
-        self.view.set_image(image)
-        if self.current.path in self.heatmaps:
-            self.view.set_heatmap(self.heatmaps.get(self.current.path))
+        self.view.set_image(image, self.heatmaps.get(self.current.path))  # with its heatmap when cached: one render
 
     def _study_failed(self, path: str, reason: str) -> None:
         if self.current is not None and self.current.path == Path(path):
