@@ -6,30 +6,31 @@ import json
 import cv2
 import numpy as np
 import pytest
-from trainer_helpers import make_folder_dataset, write_config
+from trainer_helpers import make_folder_dataset, textured_chest, write_config
 
-from cxr_desktop.core.bundle import read_card
+from cxr_desktop.core.bundle import read_card, write_card
 from cxr_desktop.inference.triage import point_rates
-from cxr_desktop.studies.synthetic import synthetic_chest
 from trainer.cli import main as train_main
 from trainer.evaluate import evaluate_predictions, is_degenerate, markdown_table
 from trainer.evaluate_cli import record_in_card, validated_from
 from trainer.external import age_band, calibration, nih_labelled, report_half, select_half, subgroup_aurocs
 
 
-def test_report_half_keeps_patients_whole_and_splits_positives_evenly():
+def test_report_half_keeps_patients_whole_and_never_moves_another_patient():
     rng = np.random.default_rng(1)
     patients = [f"p{rng.integers(0, 300)}" for _ in range(1000)]
-    positive = (rng.random(1000) < 0.06).astype(np.float32)
-    report = report_half(patients, positive)
-    assert np.array_equal(report, report_half(patients, positive)), "the halves must never change"
+    report = report_half(patients)
+    assert np.array_equal(report, report_half(patients)), "the halves must never change"
     for patient in set(patients):
         sides = {bool(report[i]) for i, p in enumerate(patients) if p == patient}
         assert len(sides) == 1, f"patient {patient} is on both sides"
-    positive_patients = {p for p, y in zip(patients, positive, strict=True) if y == 1}
-    in_report = {p for p, r in zip(patients, report, strict=True) if r and p in positive_patients}
-    assert abs(len(in_report) - len(positive_patients) / 2) <= 1
     assert 0.4 < report.mean() < 0.6
+    # removing images (all of one patient, or one image of another) or adding a new patient moves nobody else
+    gone = patients[0]
+    kept = [i for i, p in enumerate(patients) if p != gone][1:]
+    smaller = report_half([patients[i] for i in kept])
+    assert np.array_equal(smaller, report[kept])
+    assert np.array_equal(report_half([*patients, "new-patient"])[:-1], report)
 
 
 def test_calibration_of_a_calibrated_and_an_overconfident_score():
@@ -79,7 +80,7 @@ def make_nih_folder(root, count=40):
     for i in range(count):
         big = i % 3 == 0
         name = f"{i // 2:08d}_{i % 2:03d}.png"
-        cv2.imwrite(str(images / name), synthetic_chest(64, heart_ratio=0.62 if big else 0.38, seed=1000 + i))
+        cv2.imwrite(str(images / name), textured_chest(64, 0.62 if big else 0.38, 1000 + i))
         label = "Cardiomegaly" if big else "No Finding"
         rows.append(f"{name},{label},{i % 2},{i // 2},{30 + i},{'MF'[i % 2]},{('PA', 'AP')[i % 3 == 1]}")
     labels = root / "Data_Entry_test.csv"
@@ -94,7 +95,7 @@ def test_export_tunes_on_one_half_and_evaluation_records_the_other(tmp_path):
     images, labels = make_nih_folder(tmp_path / "nih")
     table = nih_labelled([images], labels)
     assert len(table.table) == 40 and table.metadata[0]["view"] == "PA"
-    tune, report = select_half(table, "tune", 1), select_half(table, "report", 1)
+    tune, report = select_half(table, "tune"), select_half(table, "report")
     assert not set(tune.table.patients) & set(report.table.patients)
     bundle = tmp_path / "bundle"
     args = ["export", str(tmp_path / "runs" / "ext"), "--out", str(bundle), "--no-onnx"]
@@ -130,3 +131,56 @@ def test_export_tunes_on_one_half_and_evaluation_records_the_other(tmp_path):
     record_in_card(bundle, "strong", strong, "test", validate=True)
     card = read_card(bundle)
     assert card.validated_findings == ["Cardiomegaly"] and card.metrics["validation_check"] == "strong"
+    assert card.training_signatures["images"] == 36, "every training and validation image has a signature"
+
+
+def test_evaluation_finds_and_leaves_out_copies_of_training_images_by_itself(tmp_path):
+    root = make_folder_dataset(tmp_path / "data")
+    assert train_main(["train", "-c", str(write_config(tmp_path, root)), "--set", "name=leak"]) == 0
+    images, labels = make_nih_folder(tmp_path / "nih")
+    # a training film reaches the "external" set as a contrast-boosted, cropped copy under an NIH name
+    film = cv2.imread(str(root / "train" / "cardiomegaly" / "3.png"), cv2.IMREAD_GRAYSCALE)
+    copy = np.clip(film[2:, 1:].astype(np.float32) * 1.3 - 25, 0, 255).astype(np.uint8)
+    cv2.imwrite(str(images / "00000099_000.png"), cv2.resize(copy, (80, 80)))
+    with open(labels, "a") as handle:
+        handle.write("00000099_000.png,Cardiomegaly,0,99,50,M,PA\n")
+    bundle = tmp_path / "bundle"
+    assert train_main(["export", str(tmp_path / "runs" / "leak"), "--out", str(bundle), "--no-onnx"]) == 0
+    evaluate = ["evaluate", "--model", str(bundle), "--images", str(images), "--labels", str(labels)]
+    assert train_main([*evaluate, "--out", str(tmp_path / "ev"), "--record-as", "all"]) == 0
+    metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    overlap = metrics["overlap"]
+    assert overlap["checked"] and overlap["training_copies"] == 1 and overlap["excluded"] == 1
+    assert overlap["pairs"][0]["image"] == "00000099_000.png"
+    assert overlap["pairs"][0]["reference"].endswith("train/cardiomegaly/3.png")
+    assert metrics["images"] == 40, "the copy is left out; the 40 other films stay"
+    assert read_card(bundle).metrics["checks"]["all"]["overlap"]["excluded"] == 1, "the card's record carries it"
+    assert train_main([*evaluate, "--out", str(tmp_path / "kept"), "--keep-overlap"]) == 0
+    kept = json.loads((tmp_path / "kept" / "metrics.json").read_text())
+    assert kept["images"] == 41 and kept["overlap"]["training_copies"] == 1 and kept["overlap"]["excluded"] == 0
+    # the sensitivity analysis: every film of a patient with a listed copy goes
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("image,reference,similarity\n00000003_001.png,x.png,0.95\n")
+    assert train_main([*evaluate, "--out", str(tmp_path / "ex"), "--exclude-patients-of", str(pairs)]) == 0
+    excluded = json.loads((tmp_path / "ex" / "metrics.json").read_text())
+    assert excluded["images"] == 38 and excluded["patients_excluded"] == {
+        "pairs_file": str(pairs),
+        "patients": 1,
+        "images": 2,
+    }
+
+
+def test_a_bundle_without_training_signatures_says_its_evaluation_is_unchecked(tmp_path):
+    root = make_folder_dataset(tmp_path / "data")
+    assert train_main(["train", "-c", str(write_config(tmp_path, root)), "--set", "name=old"]) == 0
+    images, labels = make_nih_folder(tmp_path / "nih", count=12)
+    bundle = tmp_path / "bundle"
+    assert train_main(["export", str(tmp_path / "runs" / "old"), "--out", str(bundle), "--no-onnx"]) == 0
+    card = json.loads((bundle / "card.json").read_text())
+    (bundle / card.pop("training_signatures_file")).unlink()
+    card["training_signatures_sha256"], card["training_signatures"] = "", {}
+    write_card(bundle, card)  # as a bundle exported before the leakage check
+    evaluate = ["evaluate", "--model", str(bundle), "--images", str(images), "--labels", str(labels)]
+    assert train_main([*evaluate, "--out", str(tmp_path / "ev")]) == 0
+    overlap = json.loads((tmp_path / "ev" / "metrics.json").read_text())["overlap"]
+    assert overlap["checked"] is False and "without training-image signatures" in overlap["note"]

@@ -22,7 +22,7 @@ from trainer.data.dataset import XrayDataset
 from trainer.data.samples import SampleTable
 from trainer.external import calibration, plot_reliability, subgroup_aurocs
 from trainer.fit import predict, use_bf16
-from trainer.metrics import auroc, binary_stats, bootstrap_auroc_ci, threshold_at_sensitivity
+from trainer.metrics import auroc, binary_stats, bootstrap_auroc_ci, bootstrap_ci, threshold_at_sensitivity
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,17 @@ def predict_table(
     return predict(model, loader, dev, spec, bf16)
 
 
+def predict_table_onnx(onnx_file: Path, table: SampleTable, spec: PreprocessSpec, batch_size: int = 32) -> np.ndarray:
+    """Probabilities (images x findings) from a bundle's ONNX copy with ONNX Runtime: the scores the app shows
+    on the CPU (decoded and preprocessed as for training, without the cache)."""
+    from cxr_desktop.core.onnx_runtime import OnnxScorer, sigmoid
+
+    scorer = OnnxScorer(onnx_file)
+    loader = DataLoader(XrayDataset(table, spec, None, None), batch_size, num_workers=0)
+    batches = [sigmoid(scorer(images.numpy())[0]) for images, _ in loader]
+    return np.concatenate(batches) if batches else np.zeros((0, len(FINDINGS)), np.float32)
+
+
 def is_degenerate(p: np.ndarray, spread: float = 1e-3) -> bool:
     """Near-constant predictions: an AUROC, its interval and any test on them describe ties, not a model."""
     p = p[~np.isnan(p)]
@@ -54,16 +65,23 @@ def is_degenerate(p: np.ndarray, spread: float = 1e-3) -> bool:
 
 
 def evaluate_predictions(
-    labels: np.ndarray, probs: np.ndarray, thresholds: dict[str, float], bootstrap: int = 1000
+    labels: np.ndarray,
+    probs: np.ndarray,
+    thresholds: dict[str, float],
+    bootstrap: int = 1000,
+    patients: list[str] | None = None,
 ) -> dict:
+    """Per labelled finding: AUROC, and sensitivity / specificity at its threshold, each with a 95 % bootstrap
+    interval that resamples ``patients`` (a patient's films together) when given, else images."""
     per: dict[str, dict] = {}
     for i, name in enumerate(FINDINGS):
         y, p = labels[:, i], probs[:, i]
         known = ~np.isnan(y)
         if known.sum() == 0:
             continue
-        low, high = bootstrap_auroc_ci(y, p, n=bootstrap, seed=i)
+        low, high = bootstrap_auroc_ci(y, p, n=bootstrap, seed=i, groups=patients)
         stats = binary_stats(y, p, thresholds.get(name, 0.5))
+        intervals = rate_intervals(y, p, stats.threshold, patients, bootstrap, seed=i)
         degenerate = is_degenerate(p[known])
         if degenerate:
             log.warning(
@@ -82,6 +100,7 @@ def evaluate_predictions(
             "accuracy": stats.accuracy,
             "sensitivity": stats.sensitivity,
             "specificity": stats.specificity,
+            **intervals,
             # a property of the curve (threshold set on these same images), for comparing models
             "specificity_at_sensitivity_0.90": binary_stats(y, p, threshold_at_sensitivity(y, p, 0.9)).specificity,
         }
@@ -89,21 +108,40 @@ def evaluate_predictions(
     return {"mean_auroc": float(np.mean(scored)) if scored else float("nan"), "findings": per}
 
 
+def rate_intervals(
+    y: np.ndarray, p: np.ndarray, threshold: float, patients: list[str] | None, n: int = 1000, seed: int = 0
+) -> dict[str, list[float]]:
+    """95 % bootstrap intervals of the sensitivity and specificity at ``threshold`` (by patient when given)."""
+    return {
+        f"{name}_ci95": list(
+            bootstrap_ci(lambda yy, pp, f=name: getattr(binary_stats(yy, pp, threshold), f), y, p, patients, n, seed)
+        )
+        for name in ("sensitivity", "specificity")
+    }
+
+
 def _fmt(value: float) -> str:
     return "–" if value is None or np.isnan(value) else f"{value:.3f}"
 
 
+def _with_ci(record: dict, name: str) -> str:
+    low, high = record.get(f"{name}_ci95", (float("nan"), float("nan")))
+    return _fmt(record[name]) + ("" if np.isnan(low) else f" ({_fmt(low)}–{_fmt(high)})")
+
+
 def markdown_table(result: dict) -> str:
     lines = [
-        "| finding | n | positives | AUROC | 95 % CI | threshold | accuracy | sensitivity | specificity |",
-        "|---|---:|---:|---:|---|---:|---:|---:|---:|",
+        "| finding | n | positives | AUROC | 95 % CI | threshold | accuracy | sensitivity (95 % CI) "
+        "| specificity (95 % CI) |",
+        "|---|---:|---:|---:|---|---:|---:|---|---|",
     ]
     for name, r in result["findings"].items():
         low, high = r["auroc_ci95"]
         warning = " ⚠ near-constant predictions (degenerate model)" if r.get("degenerate") else ""
         lines.append(
             f"| {name}{warning} | {r['n']} | {r['positives']} | {_fmt(r['auroc'])} | {_fmt(low)}–{_fmt(high)} | "
-            f"{r['threshold']:.3f} | {_fmt(r['accuracy'])} | {_fmt(r['sensitivity'])} | {_fmt(r['specificity'])} |"
+            f"{r['threshold']:.3f} | {_fmt(r['accuracy'])} | {_with_ci(r, 'sensitivity')} | "
+            f"{_with_ci(r, 'specificity')} |"
         )
     lines.append(f"\nMean AUROC over findings with positives and negatives: **{_fmt(result['mean_auroc'])}**")
     return "\n".join(lines)
@@ -156,12 +194,13 @@ def write_evaluation(
     focus: str | None = None,
     metadata: list[dict[str, str]] | None = None,
     points: dict[str, dict[str, float]] | None = None,
+    patients: list[str] | None = None,
 ) -> dict:
-    """Metrics of every labelled finding; for ``focus`` (the urgent finding) also calibration (reliability.png),
-    what each named operating point in ``points`` flags, and, where ``metadata`` is given, AUROC by sex, age
-    band and view."""
+    """Metrics of every labelled finding (intervals by bootstrap over ``patients`` when given); for ``focus``
+    (the urgent finding) also calibration (reliability.png), what each named operating point in ``points``
+    flags, and, where ``metadata`` is given, AUROC by sex, age band and view."""
     out.mkdir(parents=True, exist_ok=True)
-    result = evaluate_predictions(labels, probs, thresholds)
+    result = evaluate_predictions(labels, probs, thresholds, patients=patients)
     result.update(extra or {})
     sections = [markdown_table(result)]
     if focus and focus in result["findings"]:
@@ -174,7 +213,7 @@ def write_evaluation(
         plot_reliability(result["calibration"], out / "reliability.png", f"{focus}: reliability")
         sections.append(calibration_markdown(result["calibration"]))
         if metadata is not None:
-            result["subgroups"] = {"finding": focus, **subgroup_aurocs(y, p, metadata)}
+            result["subgroups"] = {"finding": focus, **subgroup_aurocs(y, p, metadata, patients)}
             sections.append(subgroup_markdown(result["subgroups"]))
     (out / "metrics.json").write_text(json.dumps(result, indent=2))
     (out / "metrics.md").write_text(f"# {title}\n\n" + "\n\n".join(sections) + "\n")

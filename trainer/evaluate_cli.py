@@ -11,14 +11,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cxr_desktop.core.bundle import CARD_NAME, load_bundle, read_card, write_card
-from cxr_desktop.core.labels import FINDINGS
+from cxr_desktop.core.bundle import CARD_NAME, LoadedBundle, load_bundle, onnx_path, read_card, write_card
 from cxr_desktop.core.preprocess import PreprocessSpec
 from trainer.config import TrainConfig
 from trainer.data.local import csv_table
 from trainer.data.samples import Splits
-from trainer.evaluate import markdown_table, predict_table, trained_labels, write_evaluation
+from trainer.evaluate import markdown_table, predict_table, predict_table_onnx, trained_labels, write_evaluation
 from trainer.external import LabelledImages, nih_labelled, select_half
+from trainer.leakage import bundle_signatures, check_overlap, exclude_patients_of, run_signatures
+from trainer.overlap import SignatureSet
 from trainer.run import build_splits
 from trainer.run_evaluation import DEFAULT_SENSITIVITY, RunEvaluation
 
@@ -33,7 +34,7 @@ def labelled_images(folders: list[Path] | None, labels: Path, half: str, finding
     if "Data_Entry" in labels.name:
         if not folders:
             raise ValueError("NIH labels (a Data_Entry file) need --images DIR...")
-        return select_half(nih_labelled(folders, labels), half, FINDINGS.index(finding))
+        return select_half(nih_labelled(folders, labels), half)
     if half != "all":
         raise ValueError("--half needs NIH labels (a Data_Entry file): the halves are split by NIH patient")
     if folders:
@@ -101,6 +102,7 @@ class Source:
     urgent: str
     splits: Splits | None
     run: RunEvaluation | None = None  # a run keeps the probabilities of its splits
+    bundle: LoadedBundle | None = None  # a bundle scores with its ONNX copy, as the app does on the CPU
 
     @classmethod
     def of_run(cls, run: RunEvaluation) -> Source:
@@ -123,7 +125,18 @@ class Source:
         """The model's probabilities on ``images``: ``split`` names the run's own split they are, if so."""
         if self.run is not None and split is not None:
             return self.run.probabilities(split)
+        onnx_file = onnx_path(self.bundle) if self.bundle is not None and device in ("auto", "cpu") else None
+        if onnx_file is not None:
+            log.info("scoring with the bundle's ONNX copy (the app's CPU scores)")
+            return predict_table_onnx(onnx_file, images.table, self.spec)
         return predict_table(self.model, images.table, self.spec, self.cache, device)
+
+    def training_signatures(self) -> SignatureSet | None:
+        """What the model was trained and validated on, for the leakage check."""
+        if self.bundle is not None:
+            return bundle_signatures(self.bundle)
+        assert self.run is not None
+        return run_signatures([*self.run.splits.train.paths, *self.run.splits.val.paths])
 
 
 def load_source(args: argparse.Namespace) -> Source:
@@ -135,23 +148,43 @@ def load_source(args: argparse.Namespace) -> Source:
     # a bundle exported by cxr-train knows its training config, so its own val/test split can be rebuilt
     splits = build_splits(TrainConfig(**trained_with)) if trained_with and not args.labels else None
     name, points, urgent = f"model {card.model_id}", card.operating_points, card.urgent_finding
-    return Source(name, bundle.model, card.spec, "", card.thresholds, points, card.trained_findings, urgent, splits)
+    trained = card.trained_findings
+    return Source(name, bundle.model, card.spec, "", card.thresholds, points, trained, urgent, splits, bundle=bundle)
 
 
-def evaluate_command(args: argparse.Namespace) -> int:
-    source = load_source(args)
-    split = None  # the run's own split that is scored, if one is
+def evaluation_images(args: argparse.Namespace, source: Source) -> tuple[LabelledImages, str, str | None]:
+    """The labelled images to score, a description, and the run's own split they are (if so)."""
     if args.images or args.labels:
         if not args.labels:
             raise ValueError("--images needs --labels")
         images = labelled_images(args.images, args.labels, args.half, source.urgent)
         where = " + ".join(str(f) for f in args.images or [args.labels])
-        where += "" if args.half == "all" else f", {args.half} half"
-    elif source.splits is not None:
+        return images, where + ("" if args.half == "all" else f", {args.half} half"), None
+    if source.splits is not None:
         table = source.splits.test if args.split == "test" else source.splits.val
-        images, where, split = LabelledImages(table, None), f"{args.split} split", args.split
+        return LabelledImages(table, None), f"{args.split} split", args.split
+    raise ValueError("this bundle has no training config; give --images and --labels")
+
+
+def leakage_checked(
+    args: argparse.Namespace, source: Source, images: LabelledImages
+) -> tuple[LabelledImages, dict[str, dict]]:
+    """The images without copies of training images (unless --keep-overlap) and, with --exclude-patients-of,
+    without the patients who have a listed copy; the records of both."""
+    records: dict[str, dict] = {}
+    images, records["overlap"] = check_overlap(images, source.training_signatures(), keep=args.keep_overlap)
+    if args.exclude_patients_of:
+        images, records["patients_excluded"] = exclude_patients_of(images, args.exclude_patients_of)
+    return images, records
+
+
+def evaluate_command(args: argparse.Namespace) -> int:
+    source = load_source(args)
+    images, where, split = evaluation_images(args, source)
+    if split is None:  # a run's own split is scored (and cached) whole; other images are checked for copies
+        images, records = leakage_checked(args, source, images)
     else:
-        raise ValueError("this bundle has no training config; give --images and --labels")
+        records = {"overlap": {"checked": False, "note": "a run's own split: its images are its data, not copies"}}
     table = images.table
     if len(table) == 0:
         raise ValueError("no labelled images to evaluate")
@@ -159,21 +192,38 @@ def evaluate_command(args: argparse.Namespace) -> int:
     log.info("scoring %d images (%s)", len(table), where)
     probs = source.probabilities(images, split, args.device)
     out = args.out or (args.run / f"eval-{args.split}" if args.run else Path("eval"))
+    extra = {"images": len(table), "source": source.name, "where": where, "trained_findings": source.trained}
     result = write_evaluation(
         labels,
         probs,
         source.thresholds,
         out,
         f"{source.name} on {where} ({len(table)} images)",
-        {"images": len(table), "source": source.name, "where": where, "trained_findings": source.trained},
+        {**extra, **records},
         focus=source.urgent,
         metadata=images.metadata,
         points=source.points,
+        patients=table.patients,
     )
     if args.record_as and args.model:
-        record_in_card(
-            args.model, args.record_as, result, f"cxr-train evaluate on {where}", args.validate, args.half == "report"
-        )
+        main_report = args.half == "report" and not args.exclude_patients_of  # the app's chooser shows its rates
+        record_in_card(args.model, args.record_as, result, f"cxr-train evaluate on {where}", args.validate, main_report)
     print(markdown_table(result))
+    print(overlap_summary(records))
     print(f"\nwritten to {out} (metrics.json, metrics.md, roc.png, reliability.png)")
     return 0
+
+
+def overlap_summary(records: dict[str, dict]) -> str:
+    overlap = records["overlap"]
+    if not overlap.get("checked"):
+        text = f"\nLeakage check: not run — {overlap['note']}"
+    else:
+        text = (
+            f"\nLeakage check: {overlap['training_copies']} evaluation images are copies of the model's "
+            f"{overlap['training_images']} training/validation images; {overlap['excluded']} left out"
+        )
+    if "patients_excluded" in records:
+        gone = records["patients_excluded"]
+        text += f"; {gone['images']} images of {gone['patients']} patients with a listed copy left out"
+    return text

@@ -5,6 +5,7 @@ AUROC by sex, age band and view position."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ from trainer.metrics import auroc, bootstrap_auroc_ci, valid
 log = logging.getLogger(__name__)
 
 HALVES = ("all", "tune", "report")
-PROTOCOL_SEED = 0  # fixed: the halves must never change between candidates
+HALF_SALT = "cxr-external-halves-v2"  # fixed: the halves must never change between candidates
 
 
 @dataclass
@@ -56,29 +57,20 @@ def nih_labelled(folders: list[Path], labels_csv: Path) -> LabelledImages:
     )
 
 
-def report_half(patients: list[str], positive: np.ndarray, seed: int = PROTOCOL_SEED) -> np.ndarray:
-    """True for images in the *report* half. Patients (never split) are shuffled within two strata —
-    patients with and without a positive image — and dealt alternately, so both halves get about half of
-    the positives."""
-    by_patient: dict[str, bool] = {}
-    for patient, pos in zip(patients, positive, strict=True):
-        by_patient[patient] = by_patient.get(patient, False) or bool(pos == 1)
-    rng = np.random.default_rng(seed)
-    in_report: set[str] = set()
-    for stratum in (True, False):
-        members = sorted(p for p, pos in by_patient.items() if pos == stratum)
-        for i, j in enumerate(rng.permutation(len(members))):
-            if i % 2 == 1:
-                in_report.add(members[j])
-    return np.array([p in in_report for p in patients], dtype=bool)
+def report_half(patients: list[str]) -> np.ndarray:
+    """True for images in the *report* half: a patient (never split) is in it when the sha256 of
+    ``HALF_SALT:patient`` is odd, so adding or removing images never moves any other patient between the halves
+    (positives are not stratified: each half gets about half of them, by chance)."""
+    side = {p: hashlib.sha256(f"{HALF_SALT}:{p}".encode()).digest()[-1] % 2 == 1 for p in set(patients)}
+    return np.array([side[p] for p in patients], dtype=bool)
 
 
-def select_half(images: LabelledImages, half: str, finding_column: int) -> LabelledImages:
+def select_half(images: LabelledImages, half: str) -> LabelledImages:
     if half not in HALVES:
         raise ValueError(f"unknown half {half!r}; use one of {', '.join(HALVES)}")
     if half == "all":
         return images
-    report = report_half(images.table.patients, images.table.labels[:, finding_column])
+    report = report_half(images.table.patients)
     return images.subset(report if half == "report" else ~report)
 
 
@@ -90,8 +82,11 @@ def age_band(age: str) -> str:
     return "age < 40" if years < 40 else ("age 40–60" if years <= 60 else "age > 60")
 
 
-def subgroup_aurocs(y: np.ndarray, p: np.ndarray, metadata: list[dict[str, str]]) -> dict[str, dict]:
-    """AUROC with a 95 % bootstrap interval for each sex, age band and view position present."""
+def subgroup_aurocs(
+    y: np.ndarray, p: np.ndarray, metadata: list[dict[str, str]], patients: list[str] | None = None
+) -> dict[str, dict]:
+    """AUROC with a 95 % bootstrap interval (by patient when ``patients`` is given) for each sex, age band and
+    view position present."""
     groups = {
         "sex": [m["sex"].upper()[:1] for m in metadata],
         "age": [age_band(m["age"]) for m in metadata],
@@ -103,7 +98,8 @@ def subgroup_aurocs(y: np.ndarray, p: np.ndarray, metadata: list[dict[str, str]]
         for value in sorted(set(values) - {""}):
             keep = np.array([v == value for v in values])
             yk, pk = y[keep], p[keep]
-            low, high = bootstrap_auroc_ci(yk, pk, n=500, seed=len(result))
+            members = None if patients is None else [patients[i] for i in np.flatnonzero(keep)]
+            low, high = bootstrap_auroc_ci(yk, pk, n=500, seed=len(result), groups=members)
             result[names.get(value, value)] = {
                 "group": kind,
                 "n": int((~np.isnan(yk)).sum()),

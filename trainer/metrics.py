@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,20 +22,48 @@ def auroc(y: np.ndarray, p: np.ndarray) -> float:
     return float(roc_auc_score(y, p))
 
 
-def bootstrap_auroc_ci(y: np.ndarray, p: np.ndarray, n: int = 1000, seed: int = 0, alpha: float = 0.05):
-    """Percentile bootstrap interval of the AUROC (resampling images)."""
-    y, p = valid(y, p)
-    if len(np.unique(y)) < 2:
+def resample_indices(n: int, groups: Sequence[str] | None, rng: np.random.Generator) -> np.ndarray:
+    """One bootstrap draw of row indices: whole groups (patients) with replacement when ``groups`` is given, so a
+    patient's films stay together (they are not independent), else single rows."""
+    if groups is None:
+        return rng.integers(0, n, n)
+    names, inverse = np.unique(np.asarray(groups), return_inverse=True)
+    members = np.split(np.argsort(inverse, kind="stable"), np.cumsum(np.bincount(inverse))[:-1])
+    return np.concatenate([members[i] for i in rng.integers(0, len(names), len(names))])
+
+
+def bootstrap_ci(
+    statistic: Callable[[np.ndarray, np.ndarray], float],
+    y: np.ndarray,
+    p: np.ndarray,
+    groups: Sequence[str] | None = None,
+    n: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of ``statistic(y, p)`` over labelled rows, resampling ``groups``
+    (patients) when given; draws where the statistic is undefined (NaN) are skipped."""
+    keep = ~np.isnan(y)
+    y, p = y[keep].astype(np.int64), p[keep]
+    groups = None if groups is None else np.asarray(groups)[keep]
+    if len(y) == 0:
         return float("nan"), float("nan")
     rng = np.random.default_rng(seed)
-    scores = []
-    for _ in range(n):
-        idx = rng.integers(0, len(y), len(y))
-        if y[idx].min() == y[idx].max():
-            continue
-        scores.append(roc_auc_score(y[idx], p[idx]))
-    low, high = np.percentile(scores, [100 * alpha / 2, 100 * (1 - alpha / 2)])
+    values = [statistic(y[idx], p[idx]) for idx in (resample_indices(len(y), groups, rng) for _ in range(n))]
+    values = [v for v in values if not np.isnan(v)]
+    if not values:
+        return float("nan"), float("nan")
+    low, high = np.percentile(values, [100 * alpha / 2, 100 * (1 - alpha / 2)])
     return float(low), float(high)
+
+
+def bootstrap_auroc_ci(
+    y: np.ndarray, p: np.ndarray, n: int = 1000, seed: int = 0, alpha: float = 0.05, groups: Sequence[str] | None = None
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of the AUROC (resampling patients when ``groups`` is given, else images)."""
+    if len(np.unique(y[~np.isnan(y)])) < 2:
+        return float("nan"), float("nan")
+    return bootstrap_ci(auroc, y.astype(np.float64), p, groups, n, seed, alpha)
 
 
 def _midrank(x: np.ndarray) -> np.ndarray:
@@ -97,20 +126,30 @@ def binary_stats(y: np.ndarray, p: np.ndarray, threshold: float) -> BinaryStats:
     )
 
 
+def midway_below(p: np.ndarray, score: float) -> float:
+    """A threshold midway between ``score`` and the next lower score in ``p`` (half of ``score`` when none is
+    lower): it flags exactly the images at or above ``score`` here, and no image sits on it, so a score that
+    moves by rounding (another backend, another run) does not flip across it."""
+    lower = p[p < score]
+    return float((score + lower.max()) / 2 if lower.size else score / 2)
+
+
 def threshold_at_sensitivity(y: np.ndarray, p: np.ndarray, target: float) -> float:
-    """The highest threshold whose sensitivity on (y, p) is at least ``target``."""
+    """The highest threshold whose sensitivity on (y, p) is at least ``target``, placed midway below the
+    lowest positive score it must flag (``midway_below``)."""
     y, p = valid(y, p)
     positives = np.sort(p[y == 1])[::-1]
     if len(positives) == 0:
         return 0.5
     k = int(np.ceil(target * len(positives)))  # number of positives that must be flagged
-    return float(positives[min(max(k, 1), len(positives)) - 1])
+    return midway_below(p, float(positives[min(max(k, 1), len(positives)) - 1]))
 
 
 def youden_threshold(y: np.ndarray, p: np.ndarray) -> float:
+    """The threshold of the ROC point with the largest sensitivity + specificity - 1, midway below its score."""
     y, p = valid(y, p)
     if len(np.unique(y)) < 2:
         return 0.5
     fpr, tpr, thr = roc_curve(y, p)
     best = int(np.argmax(tpr - fpr))
-    return float(min(thr[best], 1.0))
+    return midway_below(p, float(min(thr[best], 1.0)))

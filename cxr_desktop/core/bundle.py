@@ -30,6 +30,7 @@ from cxr_desktop.core.card import (  # noqa: F401 - the card's names are part of
     FORMAT_VERSION,
     INTEGRITY_FIELD,
     ONNX_NAME,
+    TRAINING_SIGNATURES_NAME,
     WEIGHTS_NAME,
     BundleChecksumError,
     BundleError,
@@ -78,6 +79,10 @@ def save_bundle(folder: str | Path, model: torch.nn.Module, card: ModelCard) -> 
     card.onnx_file = card.onnx_sha256 = ""  # new weights: any ONNX copy beside them is stale
     card.closed_form_cam = {}  # recorded with the ONNX copy it reads from (core.onnx_model)
     (folder / ONNX_NAME).unlink(missing_ok=True)
+    # the training images' signatures describe the run these weights came from: written again by the export
+    card.training_signatures_file = card.training_signatures_sha256 = ""
+    card.training_signatures = {}
+    (folder / TRAINING_SIGNATURES_NAME).unlink(missing_ok=True)
     card.format_version = FORMAT_VERSION
     validate_card_fields(card)
     write_card(folder, card)
@@ -161,7 +166,7 @@ def check_regular_files(folder: Path, card: ModelCard) -> None:
     """The files the card names must be regular files inside the bundle folder: no symbolic link (to a
     file elsewhere, which someone else may change), no FIFO or device."""
     resolved = folder.resolve()
-    for field_name in ("weights_file", "onnx_file", "guard_file"):
+    for field_name in ("weights_file", "onnx_file", "guard_file", "training_signatures_file"):
         name = getattr(card, field_name)
         if not name:
             continue
@@ -200,6 +205,7 @@ def load_bundle(folder: str | Path, build_model: bool | None = None) -> LoadedBu
     if card.onnx_file:
         verified_file(folder, "onnx_file", card.onnx_file, card.onnx_sha256)
     guard = _load_guard(folder, card)
+    training_signatures_path(folder, card)
     if not (torch_available() if build_model is None else build_model):
         log.info("loaded %s without PyTorch: the card's integrity record vouches for its files", folder)
         return LoadedBundle(card=card, model=None, path=folder, guard=guard)
@@ -207,6 +213,16 @@ def load_bundle(folder: str | Path, build_model: bool | None = None) -> LoadedBu
     model = model_from_state(card.architecture, state, len(card.labels))
     model.eval()
     return LoadedBundle(card=card, model=model, path=folder, guard=guard)
+
+
+def training_signatures_path(folder: Path, card: ModelCard) -> Path | None:
+    """The verified file of training-image signatures (``trainer.overlap``), or None for a bundle exported
+    without them. A changed file is refused."""
+    if not card.training_signatures_file:
+        return None
+    return verified_file(
+        folder, "training_signatures_file", card.training_signatures_file, card.training_signatures_sha256
+    )
 
 
 def onnx_path(bundle: LoadedBundle) -> Path | None:

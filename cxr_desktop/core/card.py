@@ -28,6 +28,7 @@ FORMAT_VERSION = 1
 CARD_NAME = "card.json"
 WEIGHTS_NAME = "weights.safetensors"
 ONNX_NAME = "model.onnx"
+TRAINING_SIGNATURES_NAME = "training-signatures.safetensors"  # what the model was trained on (trainer.overlap)
 # the ONNX copy's tensors (core.onnx_model)
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
@@ -92,6 +93,11 @@ class ModelCard:
     guard_file: str = ""  # optional input guard (core.guard): its tensors; its settings are ``guard``
     guard_sha256: str = ""
     guard: dict[str, Any] = field(default_factory=dict)
+    # a compact signature of every training and validation image (trainer.overlap), so that an evaluation finds
+    # copies of them by itself; ``training_signatures`` records the method and the counts
+    training_signatures_file: str = ""
+    training_signatures_sha256: str = ""
+    training_signatures: dict[str, Any] = field(default_factory=dict)
     # whether Grad-CAM has a closed form for this network (head: global average pooling + one linear layer), so
     # the app computes heatmaps from the ONNX copy's ``cam_features`` output without PyTorch (core.cam):
     # {"applies": true, "activation": ..., "output": "cam_features", "head_weight": <tensor name>}, or

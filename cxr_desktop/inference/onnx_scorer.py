@@ -6,12 +6,11 @@ No PyTorch here: it is needed only to check the ONNX copy against the weights, w
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import numpy as np
 
 from cxr_desktop.core.bundle import BundleError, LoadedBundle, onnx_path
-from cxr_desktop.core.card import CAM_FEATURES_NAME, INPUT_NAME
+from cxr_desktop.core.onnx_runtime import OnnxScorer, onnxruntime_available, sigmoid  # noqa: F401 - the scorer's API
 from cxr_desktop.core.preprocess import normalize_array
 from cxr_desktop.inference.probe import probe_inputs
 
@@ -22,51 +21,6 @@ AGREEMENT_TOLERANCE = 1e-3  # largest probability difference from the PyTorch mo
 
 class OnnxMismatchError(BundleError):
     """The bundle's ONNX file does not compute what its weights compute."""
-
-
-def onnxruntime_available() -> bool:
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-class OnnxScorer:
-    """Logits (and embeddings) for a normalized float32 batch (N, C, H, W)."""
-
-    def __init__(self, path: Path, threads: int | None = None) -> None:
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.log_severity_level = 3  # errors only; ORT's own warnings go to stderr otherwise
-        # idle ORT threads sleep instead of spinning, leaving the cores to the decoder threads and the GUI
-        # (+5 % end to end on 2 cores, benchmarks/triage_throughput.py)
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        if threads:
-            options.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-        names = [output.name for output in self.session.get_outputs()]
-        self.has_embedding = len(names) > 1  # exported before the guard: logits only
-        self.has_cam_features = CAM_FEATURES_NAME in names  # exported before the closed-form Grad-CAM: absent
-        self._scoring_outputs = names[:2]
-
-    def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """Logits and, when the file has them, the embeddings (the classifier head's input)."""
-        outputs = self.session.run(self._scoring_outputs, {INPUT_NAME: np.ascontiguousarray(batch, dtype=np.float32)})
-        return outputs[0], (outputs[1] if self.has_embedding else None)
-
-    def cam_features(self, batch: np.ndarray) -> np.ndarray:
-        """The Grad-CAM layer's feature maps (N, C, h, w) for a normalized batch."""
-        if not self.has_cam_features:
-            raise RuntimeError(f"this ONNX file has no {CAM_FEATURES_NAME!r} output; renew it with `cxr-train onnx`")
-        return self.session.run([CAM_FEATURES_NAME], {INPUT_NAME: np.ascontiguousarray(batch, dtype=np.float32)})[0]
-
-
-def sigmoid(logits: np.ndarray) -> np.ndarray:
-    """Probabilities from logits, in float32 (as ``torch.sigmoid``)."""
-    return (1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float32)))).astype(np.float32)
 
 
 def open_verified(
