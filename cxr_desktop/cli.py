@@ -1,4 +1,8 @@
-"""cxr-triage: headless batch triage through the same triage session as the app; one CSV row per image file."""
+"""cxr-triage: headless batch triage through the same triage session as the app; one CSV row per image file.
+
+Each scored file gets the model's score per finding (a ranking score, not a calibrated probability) and a
+priority: urgent, check (score at or above the threshold, but the input check doubts the film) or routine. A
+model without an external validation record flags nothing (research mode) unless --allow-unvalidated."""
 
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ import cv2
 from tqdm import tqdm
 
 from cxr_desktop.core.bundle import BundleError, BundleMissingError, ModelCard
-from cxr_desktop.core.guard import LATERAL, OK
+from cxr_desktop.core.guard import LATERAL
 from cxr_desktop.core.heatmap_overlay import overlay
 from cxr_desktop.core.labels import FINDINGS
 from cxr_desktop.core.preprocess import to_uint8
@@ -29,8 +33,9 @@ from cxr_desktop.worklist.session import TriageSession
 
 log = logging.getLogger("cxr_desktop.cli")
 
-# ``quality`` (the input guard's verdict) came last so that the first 23 columns stay where they were
-COLUMNS = [*STUDY_COLUMNS, "cardiomegaly_threshold", *FINDINGS, "quality"]
+# ``quality`` (the input guard's verdict), then ``priority`` (urgent, check, routine; empty when not scored)
+# came last so that the first 23 columns stay where they were
+COLUMNS = [*STUDY_COLUMNS, "cardiomegaly_threshold", *FINDINGS, "quality", "priority"]
 UNCHECKED = "unchecked"  # a scored study whose model has no input guard
 
 
@@ -42,7 +47,9 @@ def _positive_int(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cxr-triage", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="cxr-triage", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("paths", nargs="+", type=Path, help="image files or folders (searched recursively)")
     parser.add_argument("--model", type=Path, default=None, help="model bundle folder (default: the shipped model)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -56,9 +63,18 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="studies per model call (default: 4 with ONNX Runtime, else 16)",
     )
-    parser.add_argument("--operating-point", default=None, help="named operating point from the model card")
+    parser.add_argument(
+        "--operating-point", default=None, help="named operating point from the model card: its score threshold"
+    )
+    parser.add_argument(
+        "--allow-unvalidated",
+        action="store_true",
+        help="flag studies even when the model has no external validation record (default: research mode, no flag)",
+    )
     parser.add_argument("--out", type=Path, default=None, help="CSV file to write (default: standard output)")
-    parser.add_argument("--heatmaps", type=Path, default=None, help="write Grad-CAM overlays of urgent studies here")
+    parser.add_argument(
+        "--heatmaps", type=Path, default=None, help="write Grad-CAM overlays of urgent and CHECK studies here"
+    )
     parser.add_argument("--nih-labels", type=Path, default=None, help="NIH Data_Entry CSV for patient IDs and views")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
@@ -69,6 +85,7 @@ def result_row(row: Row, threshold: float) -> dict[str, str]:
     fields = study_fields(row.path, status, row.error, row.info, row.urgent, row.probabilities)
     fields["cardiomegaly_threshold"] = f"{threshold:.6f}"
     fields["quality"] = (row.quality or UNCHECKED) if status == "ok" else ""
+    fields["priority"] = row.priority
     return safe_row(fields)
 
 
@@ -106,17 +123,14 @@ def scope_notes(card: ModelCard) -> list[str]:
             f"model {card.model_id}: {', '.join(card.research_findings)} trained but not externally validated "
             "(research only, not for clinical use)"
         )
-    if card.validated_findings is None:
-        notes.append(f"model {card.model_id} carries no external validation record")
     return notes
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+def load_engine(args: argparse.Namespace) -> Engine | None:
+    """The model the arguments name (None, said on stderr, when it cannot be loaded)."""
     model_dir = args.model or default_model_dir()
     try:
-        engine = Engine.from_path(
+        return Engine.from_path(
             model_dir,
             device=args.device,
             precision=args.precision,
@@ -128,29 +142,13 @@ def main(argv: list[str] | None = None) -> int:
         missing_default = not args.model and isinstance(exc, BundleMissingError)
         hint = " (no default model is installed; pass --model BUNDLE)" if missing_default else ""
         print(f"cxr-triage: cannot load model {model_dir}: {exc}{hint}", file=sys.stderr)
-        return 2
-    missing = [str(p) for p in args.paths if not p.exists()]
-    if missing:
-        print(f"cxr-triage: no such file or folder: {', '.join(missing)}", file=sys.stderr)
-        return 2
-    metadata = nih_study_metadata(read_nih_table(args.nih_labels)) if args.nih_labels else None
-    session = TriageSession(engine, metadata=metadata)
-    session.add_paths(args.paths)
-    files = session.rows_in_arrival()
-    print(f"cxr-triage: {len(files)} files, model {engine.description}", file=sys.stderr)
-    if engine.guard is None:
-        print(f"cxr-triage: model {engine.card.model_id} has no input guard: quality is '{UNCHECKED}'", file=sys.stderr)
-    for note in scope_notes(engine.card):
-        print(f"cxr-triage: {note}", file=sys.stderr)
-    bar = tqdm(total=session.progress[1], unit="study", disable=args.quiet, file=sys.stderr)
-    session.events.progress.connect(lambda done, _total: bar.update(done - bar.n))
-    session.score_pending()
-    bar.close()
-    rows = session.rows_in_arrival()
+        return None
 
+
+def write_csv(rows: list[Row], threshold: float, path: Path | None) -> None:
     # a file name that is not valid UTF-8 is written with its odd bytes escaped (\udcff), not lost
-    if args.out:
-        out = open(args.out, "w", newline="", encoding="utf-8", errors="backslashreplace")  # noqa: SIM115
+    if path:
+        out = open(path, "w", newline="", encoding="utf-8", errors="backslashreplace")  # noqa: SIM115
     else:
         out = sys.stdout
         out.reconfigure(errors="backslashreplace")
@@ -158,31 +156,70 @@ def main(argv: list[str] | None = None) -> int:
         writer = csv.DictWriter(out, fieldnames=COLUMNS)
         writer.writeheader()
         for row in rows:
-            writer.writerow(result_row(row, session.policy.threshold))
+            writer.writerow(result_row(row, threshold))
     finally:
-        if args.out:
+        if path:
             out.close()
-    counts = {"ok": sum(r.status == DONE for r in rows), "urgent": sum(r.urgent for r in rows)}
-    counts["error"] = len(rows) - counts["ok"]
-    counts["lateral"] = sum(r.status == DONE and r.quality == LATERAL for r in rows)
+
+
+def summary(rows: list[Row]) -> list[str]:
+    """The lines that close the run on stderr: counts, CHECK studies, doubted films, lateral views."""
+    scored = [r for r in rows if r.status == DONE]
+    urgent, check = sum(r.urgent for r in rows), sum(r.check for r in rows)
+    lines = [f"{len(scored)} scored, {urgent} urgent, {check} check, {len(rows) - len(scored)} errors"]
+    if check:
+        lines.append(
+            f"{check} CHECK studies: score at or above the threshold, but the input check doubts the film "
+            "(priority=check, reason in the quality column): look at them right after the urgent ones"
+        )
+    doubted = sum(r.doubtful and not r.check for r in scored)
+    if doubted:
+        lines.append(
+            f"{doubted} studies below the threshold failed the input check (rotated, inverted or not a chest "
+            "film?): see the quality column"
+        )
+    lateral = sum(r.quality == LATERAL for r in scored)
+    if lateral:
+        lines.append(
+            f"{lateral} lateral views scored but never flagged urgent: outside the model's scope (frontal films)"
+        )
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    engine = load_engine(args)
+    if engine is None:
+        return 2
+    missing = [str(p) for p in args.paths if not p.exists()]
+    if missing:
+        print(f"cxr-triage: no such file or folder: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    metadata = nih_study_metadata(read_nih_table(args.nih_labels)) if args.nih_labels else None
+    session = TriageSession(engine, metadata=metadata, allow_unvalidated=args.allow_unvalidated)
+    session.add_paths(args.paths)
+    files = session.rows_in_arrival()
+    print(f"cxr-triage: {len(files)} files, model {engine.description}", file=sys.stderr)
+    if engine.guard is None:
+        print(f"cxr-triage: model {engine.card.model_id} has no input guard: quality is '{UNCHECKED}'", file=sys.stderr)
+    for note in scope_notes(engine.card):
+        print(f"cxr-triage: {note}", file=sys.stderr)
+    if session.policy.mode_note:  # research mode, or flagging with an unvalidated model
+        allowed = "flags allowed by --allow-unvalidated" if session.policy.flags else "--allow-unvalidated flags anyway"
+        print(f"cxr-triage: model {engine.card.model_id}: {session.policy.mode_note} ({allowed})", file=sys.stderr)
+    bar = tqdm(total=session.progress[1], unit="study", disable=args.quiet, file=sys.stderr)
+    session.events.progress.connect(lambda done, _total: bar.update(done - bar.n))
+    session.score_pending()
+    bar.close()
+    rows = session.rows_in_arrival()
+    write_csv(rows, session.policy.threshold, args.out)
     if args.heatmaps:
         for row in rows:
-            if row.urgent:
+            if row.urgent or row.check:
                 write_heatmap(session, row, args.heatmaps)
-    print(f"cxr-triage: {counts['ok']} scored, {counts['urgent']} urgent, {counts['error']} errors", file=sys.stderr)
-    doubted = sum(r.status == DONE and r.quality not in (OK, LATERAL, "") for r in rows)
-    if doubted:
-        print(
-            f"cxr-triage: {doubted} studies failed the input check (rotated, inverted or not a chest film?) and "
-            "were not flagged urgent on their score alone: see the quality column",
-            file=sys.stderr,
-        )
-    if counts["lateral"]:
-        print(
-            f"cxr-triage: {counts['lateral']} lateral views scored but never flagged urgent: outside the model's "
-            "scope (frontal films)",
-            file=sys.stderr,
-        )
+    for line in summary(rows):
+        print(f"cxr-triage: {line}", file=sys.stderr)
     return 0
 
 

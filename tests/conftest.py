@@ -85,8 +85,9 @@ def make_tiny_bundle(
     thresholds: dict[str, float] | None = None,
 ) -> Path:
     """A random-weight bundle built through the core API (tests must not depend on the shipped model).
-    ``trained_findings`` (default: all 14) and ``validated_findings`` (default: no validation record) go to
-    the card; ``thresholds`` adds other findings' thresholds to the default operating point."""
+    ``trained_findings`` (default: all 14) and ``validated_findings`` (default: all trained ones, so that the
+    bundle flags as a validated model does; without a record it would run in research mode) go to the card;
+    ``thresholds`` adds other findings' thresholds to the default operating point."""
     torch = pytest.importorskip("torch", reason="test bundles are built with PyTorch (the [cuda] extra)")
 
     from cxr_desktop.core.architectures import create
@@ -101,10 +102,10 @@ def make_tiny_bundle(
         preprocessing=PreprocessSpec(input_size=64).to_dict(),
         operating_points={"sensitivity_0.90": {**(thresholds or {}), "Cardiomegaly": cardiomegaly_threshold}},
         default_operating_point="sensitivity_0.90",
-        validated_findings=validated_findings,
     )
     if trained_findings is not None:
         card.trained_findings = trained_findings
+    card.validated_findings = list(validated_findings or card.trained_findings)
     save_bundle(folder, model, card)
     if onnx:
         from cxr_desktop.core.onnx_model import export_onnx

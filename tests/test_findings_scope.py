@@ -85,7 +85,7 @@ def test_an_older_card_takes_its_trained_findings_from_provenance(tiny_bundle, t
     trained_findings uses it when it names the urgent finding (else all 14, as before)."""
     folder = edited(tiny_bundle, tmp_path, provenance={"findings_with_labels": with_labels})
     data = json.loads((folder / B.CARD_NAME).read_text())
-    del data["trained_findings"]
+    del data["trained_findings"], data["validated_findings"]  # an older card has neither
     B.write_card(folder, data)
     assert B.read_card(folder).trained_findings == trained
 
@@ -178,8 +178,8 @@ def test_csv_keeps_14_columns_and_leaves_untrained_cells_empty(scoped_bundle, st
     assert triage_main([str(studies), "--model", str(scoped_bundle), "--out", str(out), "--quiet"]) == 0
     with open(out, newline="") as handle:
         reader = csv.DictReader(handle)
-        assert reader.fieldnames == COLUMNS and reader.fieldnames[-15:-1] == list(FINDINGS)
-        assert reader.fieldnames[-1] == "quality"
+        assert reader.fieldnames == COLUMNS and reader.fieldnames[-16:-2] == list(FINDINGS)
+        assert reader.fieldnames[-2:] == ["quality", "priority"]
         rows = list(reader)
     assert len(rows) == 3 and all(r["status"] == "ok" for r in rows)
     for r in rows:
@@ -199,12 +199,13 @@ def test_csv_keeps_14_columns_and_leaves_untrained_cells_empty(scoped_bundle, st
 
 def test_a_fully_trained_unvalidated_model_says_so_and_fills_every_cell(tiny_bundle, studies, tmp_path, capsys):
     out = tmp_path / "t.csv"
-    assert triage_main([str(studies), "--model", str(tiny_bundle), "--out", str(out), "--quiet"]) == 0
+    unvalidated = edited(tiny_bundle, tmp_path, validated_findings=None)
+    assert triage_main([str(studies), "--model", str(unvalidated), "--out", str(out), "--quiet"]) == 0
     with open(out, newline="") as handle:
         assert all(r[name] for r in csv.DictReader(handle) for name in FINDINGS)
     err = capsys.readouterr().err
     assert "not trained on" not in err and "research only" not in err
-    assert "tiny-test-model carries no external validation record" in err
+    assert "tiny-test-model: Research mode: this model has no external validation record" in err
 
 
 def test_heatmap_names_are_unique_for_studies_sharing_a_uid(tmp_path):
@@ -316,7 +317,7 @@ def test_the_window_takes_scope_and_urgent_finding_from_the_card(qtbot, scoped_b
     qtbot.waitUntil(lambda: window.session.counts()["done"] == 3, timeout=60_000)
     qtbot.waitUntil(lambda: table_shows_session(window), timeout=10_000)  # the table's next redraw
     assert window.model.headerData(1, Qt.Orientation.Horizontal) == "Edema"
-    assert "Edema ≥" in window.findings.model_label.text() and window.findings.bars.urgent == "Edema"
+    assert "Edema score ≥" in window.findings.model_label.text() and window.findings.bars.urgent == "Edema"
     row = window.model.visible[0]
     window.table.selectRow(0)
     qtbot.waitUntil(lambda: window.current is not None and window.current.path == row.path, timeout=5_000)

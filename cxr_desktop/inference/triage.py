@@ -11,25 +11,73 @@ if TYPE_CHECKING:
     from cxr_desktop.core.bundle import ModelCard
 
 
+def urgent_validated(card: ModelCard) -> bool:
+    """Does the card record an external validation that the urgent finding passed?"""
+    return bool(card.validated_findings) and card.urgent_finding in card.validated_findings
+
+
 @dataclass(frozen=True)
 class TriagePolicy:
-    """The urgent finding and its threshold at the chosen operating point."""
+    """The urgent finding and its threshold at the chosen operating point, and whether studies may be flagged.
+
+    A model whose card records no external validation of its urgent finding runs in **research mode**: its
+    scores are computed and shown, but no study is flagged (neither URGENT nor CHECK), unless
+    ``allow_unvalidated`` says to flag anyway. The app and ``cxr-triage`` both take this rule from here."""
 
     finding: str
     threshold: float
     operating_point: str
+    validated: bool = True  # the card records an external validation of ``finding``
+    allow_unvalidated: bool = False  # flag even though it does not (--allow-unvalidated)
 
     @classmethod
-    def from_card(cls, card: ModelCard, operating_point: str | None = None) -> TriagePolicy:
+    def from_card(
+        cls, card: ModelCard, operating_point: str | None = None, allow_unvalidated: bool = False
+    ) -> TriagePolicy:
         point = operating_point or card.default_operating_point
         if card.operating_points and point not in card.operating_points:
             raise KeyError(f"operating point {point!r} not in the model card ({', '.join(card.operating_points)})")
         thresholds = card.operating_points.get(point, {})
-        return cls(card.urgent_finding, float(thresholds.get(card.urgent_finding, 0.5)), point)
+        threshold = float(thresholds.get(card.urgent_finding, 0.5))
+        return cls(card.urgent_finding, threshold, point, urgent_validated(card), allow_unvalidated)
+
+    @property
+    def flags(self) -> bool:
+        """May a study be flagged at all? Not in research mode (an unvalidated model, not allowed to flag)."""
+        return self.validated or self.allow_unvalidated
+
+    @property
+    def research_mode(self) -> bool:
+        return not self.flags
+
+    @property
+    def mode_note(self) -> str:
+        """What the user must be told once about flagging with this model ("" for a validated one)."""
+        name = self.finding.replace("_", " ")
+        if self.research_mode:
+            return (
+                f"Research mode: this model has no external validation record for {name}; scores are shown, "
+                "but no study is flagged"
+            )
+        if not self.validated:
+            return f"Flagging with an UNVALIDATED model: it has no external validation record for {name}"
+        return ""
+
+    def score_text(self, probabilities: dict[str, float]) -> str:
+        """e.g. "Cardiomegaly score 0.43 (flag at ≥ 0.23)"; "" when the study has no score for the finding."""
+        score = probabilities.get(self.finding, math.nan)
+        if math.isnan(score):
+            return ""
+        mode = "; research mode: no flag" if self.research_mode else ""
+        return f"{self.finding.replace('_', ' ')} score {score:.2f} (flag at ≥ {self.threshold:.2f}{mode})"
+
+    def above_threshold(self, probabilities: dict[str, float]) -> bool:
+        """Is the score at or above the threshold? A missing or NaN score never is (NaN compares False)."""
+        return probabilities.get(self.finding, float("nan")) >= self.threshold
 
     def is_urgent(self, probabilities: dict[str, float]) -> bool:
-        """At or above the threshold; a missing or NaN score is never urgent (NaN compares False)."""
-        return probabilities.get(self.finding, float("nan")) >= self.threshold
+        """At or above the threshold, and the policy flags (not research mode)."""
+        return self.flags and self.above_threshold(probabilities)
 
 
 @dataclass(frozen=True)

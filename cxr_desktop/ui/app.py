@@ -24,6 +24,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--demo", action="store_true", help="also open the demo studies (real NIH images)")
     parser.add_argument("--reviews", type=Path, default=None, help="review database (default: user data dir)")
     parser.add_argument("--max-wait", type=float, default=30.0, help="minutes before a waiting study is promoted")
+    parser.add_argument(
+        "--allow-unvalidated",
+        action="store_true",
+        help="flag studies even when the model has no external validation record (default: research mode, no "
+        "flag; also Settings ▸ Flag with an unvalidated model)",
+    )
     parser.add_argument("--self-test", action="store_true", help="triage generated DICOMs (and PATHS), print, exit")
     return parser
 
@@ -128,7 +134,12 @@ def main(argv: list[str] | None = None) -> int:
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("CXR Triage")
     window = MainWindow(
-        model_dir, ReviewStore(args.reviews), args.device, max_wait_minutes=args.max_wait, demo=args.demo
+        model_dir,
+        ReviewStore(args.reviews),
+        args.device,
+        max_wait_minutes=args.max_wait,
+        demo=args.demo,
+        allow_unvalidated=args.allow_unvalidated,
     )
     paths = list(args.paths)
     if args.demo:

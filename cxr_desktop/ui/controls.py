@@ -1,17 +1,24 @@
-"""The window's toolbar, Help menu and their handlers: filters, maximum wait, device, operating point."""
+"""The window's toolbar, Settings and Help menus and their handlers: filters, maximum wait, device, operating
+point, flagging with an unvalidated model."""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QCheckBox, QComboBox, QLabel, QSpinBox, QToolBar
 
+from cxr_desktop.ui.banner import ALLOW_HINT
 from cxr_desktop.ui.help import HelpDialog
 from cxr_desktop.ui.operating_point import OperatingPointBox
+
+if TYPE_CHECKING:
+    from cxr_desktop.inference.triage import TriagePolicy
 
 
 class Controls:
     """Mixed into the main window, which provides the file actions, ``session``, ``model``, ``engine``,
-    ``findings``, ``folder_watch``, ``request_model`` and ``_refresh``."""
+    ``findings``, ``mode_banner``, ``folder_watch``, ``request_model`` and ``_refresh``."""
 
     def _build_toolbar(self) -> None:
         bar = QToolBar("Main", self)
@@ -27,6 +34,7 @@ class Controls:
             bar.addAction(action)
         bar.addSeparator()
         self.urgent_only = QCheckBox("Urgent only")
+        self.urgent_only.setToolTip("Only the flagged studies: URGENT and CHECK")
         self.unreviewed_only = QCheckBox("Unreviewed only")
         self.hot_folder = QCheckBox("Watch folder")
         for box in (self.urgent_only, self.unreviewed_only, self.hot_folder):
@@ -53,6 +61,28 @@ class Controls:
         self._requested_model = ""
         self.request_model.connect(self._remember_requested_model)
 
+    def _build_settings_menu(self) -> None:
+        """Settings ▸ Flag with an unvalidated model: off by default (research mode), on with --allow-unvalidated."""
+        action = QAction(ALLOW_HINT.split(" ▸ ")[1], self, checkable=True)
+        action.setChecked(self.session.allow_unvalidated)
+        action.setToolTip("Flag studies even when the model has no external validation record (shown in red)")
+        action.toggled.connect(self.set_allow_unvalidated)
+        self.menuBar().addMenu("&Settings").addAction(action)
+        self.allow_unvalidated_action = action
+
+    def set_allow_unvalidated(self, allow: bool) -> None:
+        """Flag (or stop flagging) with a model that has no external validation record, at once."""
+        if self.allow_unvalidated_action.isChecked() != allow:
+            self.allow_unvalidated_action.setChecked(allow)  # its toggled signal comes back here
+            return
+        urgent = self.session.set_allow_unvalidated(allow)
+        self._policy_shown(f"Flagging with an unvalidated model {'on' if allow else 'off'}: {urgent} urgent")
+
+    def _policy_changed(self, policy: TriagePolicy) -> None:
+        """A new model, operating point or flagging mode: the mode banner and the findings bars follow."""
+        self.mode_banner.show_policy(policy)
+        self.findings.set_research_mode(policy.research_mode)
+
     def _build_help_menu(self) -> None:
         self.help_dialog = HelpDialog(self)
         action = QAction("Keys and gestures", self)
@@ -70,18 +100,27 @@ class Controls:
         if self.engine is None:
             return
         urgent = self.session.set_operating_point(name)
-        self._refresh_if_stale()  # the user's own change is shown at once, not with the next batch's redraw
         self.findings.set_card(self.engine.card, name)
-        self._describe_model()
-        self.statusBar().showMessage(f"Operating point {name}: {urgent} urgent", 8000)
+        self._policy_shown(f"Operating point {name}: {urgent} urgent")
+
+    def _policy_shown(self, message: str) -> None:
+        """After the user's own change of policy: the worklist re-tiered at once (not with the next batch's
+        redraw), the model's description and the selected study's score line brought up to date."""
+        self._refresh_if_stale()
+        if self.engine is not None:
+            self._describe_model()
+        if self.current is not None:
+            self._show_findings(self.current)
+        self.statusBar().showMessage(message, 8000)
 
     def _describe_model(self) -> None:
         engine = self.engine
         policy = self.session.policy
+        mode = "\nResearch mode: no study is flagged" if policy.research_mode else ""
         self.findings.model_label.setText(
             f"Model: {engine.card.model_id} · fingerprint {engine.card.fingerprint}\nDevice: {engine.device_name}\n"
             f"Operating point: {policy.operating_point} "
-            f"({policy.finding.replace('_', ' ')} ≥ {policy.threshold:.3f})"
+            f"(flag at {policy.finding.replace('_', ' ')} score ≥ {policy.threshold:.3f}){mode}"
         )
 
     def _filters_changed(self) -> None:

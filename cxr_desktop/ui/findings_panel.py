@@ -1,7 +1,9 @@
 """The findings the model reports, as bars with the card's thresholds marked, plus the model and device in use.
 
-Untrained findings are never drawn. Findings trained but not externally validated appear only behind the
-"Research findings" toggle (off by default): greyed, without a threshold tick, never red."""
+The bars are the model's scores: ranking scores, not calibrated probabilities. Untrained findings are never
+drawn. Findings trained but not externally validated appear only behind the "Research findings" toggle (off by
+default): greyed, without a threshold tick, never red. In research mode (a model without an external
+validation record, which flags nothing) every bar is greyed, never red, its threshold tick kept."""
 
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ if TYPE_CHECKING:
 OVER, UNDER, RESEARCH = QColor(200, 40, 40), QColor(90, 130, 190), QColor(175, 175, 175)
 TEXT, GREY_TEXT = QColor(20, 20, 20), QColor(130, 130, 130)
 RESEARCH_HEADER = "Research only, not externally validated"
+NOTE = "Bars: score (for ranking; not a probability); black tick: the model card's threshold. Red: at or above it."
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,7 @@ class FindingBars(QWidget):
         self.shown: list[str] = []  # reported as results
         self.research: list[str] = []  # trained, not externally validated
         self.urgent, self.show_research = "", False
+        self.research_mode = False  # the whole model is unvalidated and flags nothing: no bar is red
         self._resize()
         self._warm_up_painting()
 
@@ -61,13 +65,17 @@ class FindingBars(QWidget):
         self.probabilities = probabilities
         self.update()
 
+    def set_research_mode(self, on: bool) -> None:
+        self.research_mode = on
+        self._resize()
+
     def set_show_research(self, on: bool) -> None:
         self.show_research = on
         self._resize()
 
     def rows(self) -> list[BarRow]:
         """The bars to draw, top to bottom (the paint code draws exactly these)."""
-        out = [BarRow(n, self._value(n), self.thresholds.get(n)) for n in self.shown]
+        out = [BarRow(n, self._value(n), self.thresholds.get(n), self.research_mode) for n in self.shown]
         if self.show_research:
             out += [BarRow(n, self._value(n), None, research=True) for n in self.research]
         return out
@@ -77,8 +85,9 @@ class FindingBars(QWidget):
         return None if value is None or math.isnan(value) else value
 
     def _resize(self) -> None:
-        header = int(self.show_research and bool(self.research))
-        self.setMinimumHeight(self.ROW_H * (len(self.rows()) + header) + 8)
+        rows = self.rows()
+        header = int(any(row.research for row in rows))  # one line above the research rows
+        self.setMinimumHeight(self.ROW_H * (len(rows) + header) + 8)
         self.updateGeometry()
         self.update()
 
@@ -139,7 +148,7 @@ class FindingsPanel(QWidget):
         self.research_box.setVisible(False)
         self.scope_note = QLabel("")
         self.model_label = QLabel("Model: not loaded")
-        self.note = QLabel("Bars: probability; black tick: the model card's threshold. Red: at or above it.")
+        self.note = QLabel(NOTE)
         for label in (self.scope_note, self.note):
             label.setStyleSheet("color: #555; font-size: 11px")
         for widget in (self.title, self.bars, self.research_box, self.scope_note, self.note, self.model_label):
@@ -160,6 +169,10 @@ class FindingsPanel(QWidget):
             notes.append("This model carries no external validation record.")
         self.scope_note.setText(" ".join(notes))
         self.scope_note.setVisible(bool(notes))
+
+    def set_research_mode(self, on: bool) -> None:
+        """A model that flags nothing (research mode): its bars are greyed, never red."""
+        self.bars.set_research_mode(on)
 
     def show_probabilities(self, probabilities: dict[str, float]) -> None:
         self.bars.set_values(probabilities)

@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
 )
 
 from cxr_desktop.studies.windowing import PRESETS
-from cxr_desktop.ui.banner import Banner
+from cxr_desktop.ui.banner import Banner, ModeBanner
 from cxr_desktop.ui.controls import Controls
 from cxr_desktop.ui.file_actions import FileActions
 from cxr_desktop.ui.findings_panel import FindingsPanel
@@ -45,7 +45,7 @@ if TYPE_CHECKING:  # the engine (and PyTorch) load in the worker thread, after t
 
 log = logging.getLogger(__name__)
 
-PRECOMPUTED_MAPS = 16  # urgent studies whose Grad-CAM is computed ahead, from the top of the list
+PRECOMPUTED_MAPS = 16  # flagged (urgent, CHECK) studies whose Grad-CAM is computed ahead, from the top of the list
 WINDOW_SIZE = (1500, 900)
 SPLIT_SIZES = [690, 490, 300]  # worklist, viewer, findings: the worklist's default columns fit in 650 px
 WAITING_TICK_MS = 30_000  # waiting times and Max-wait promotions are brought up to date this often
@@ -68,11 +68,14 @@ class MainWindow(Controls, FileActions, QMainWindow):
         synthetic: bool = False,
         max_wait_minutes: float = 30.0,
         demo: bool = False,
+        allow_unvalidated: bool = False,
     ) -> None:
         super().__init__()
         self.store, self.device = store, device
         self.engine: Engine | None = None  # the session's, once loaded: its card and device are shown
-        self.session = TriageSession(max_wait_s=max_wait_minutes * 60, reviews=store, synthetic=synthetic)
+        self.session = TriageSession(
+            max_wait_s=max_wait_minutes * 60, reviews=store, synthetic=synthetic, allow_unvalidated=allow_unvalidated
+        )
         self.bridge = SessionBridge(self.session, self)
         self.model = WorklistModel(self)
         self.heatmaps = HeatmapCache(limit=PRECOMPUTED_MAPS * 2)
@@ -93,6 +96,7 @@ class MainWindow(Controls, FileActions, QMainWindow):
         self.bridge.rows_changed.connect(self._session_changed)  # progress comes with it, in the snapshot
         self.bridge.idle.connect(self._precompute_heatmaps)
         self.bridge.notice.connect(self.banner.say)
+        self.bridge.policy_changed.connect(self._policy_changed)
         # a clock, not a poll: waiting times and Max-wait promotions change with time alone
         self._waiting_timer = QTimer(self, interval=WAITING_TICK_MS, timeout=self._refresh)
         self._waiting_timer.start()
@@ -102,6 +106,7 @@ class MainWindow(Controls, FileActions, QMainWindow):
 
     def _build_ui(self) -> None:
         self._build_toolbar()
+        self._build_settings_menu()
         self._build_help_menu()
         self.table = worklist_table(self.model)
         self.table.selectionModel().currentRowChanged.connect(self._row_selected)
@@ -142,11 +147,13 @@ class MainWindow(Controls, FileActions, QMainWindow):
         self.folder_watch = FolderWatch(self.request_rescan.emit, self)
 
     def _with_banner(self, table: QWidget) -> QWidget:
-        """The worklist under the banner that shows review-store faults and failed saves."""
-        self.banner = Banner()
+        """The worklist under the banners: the flagging mode of an unvalidated model, review-store faults and
+        failed saves."""
+        self.mode_banner, self.banner = ModeBanner(), Banner()
         left = QWidget()
         layout = QVBoxLayout(left)
         layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.mode_banner)
         layout.addWidget(self.banner)
         layout.addWidget(table, 1)
         return left
@@ -266,9 +273,9 @@ class MainWindow(Controls, FileActions, QMainWindow):
             self._refresh_due.start()
 
     def _precompute_heatmaps(self) -> None:
-        """Grad-CAM of the urgent studies at the top of the list, ready before the radiologist opens them."""
-        self._refresh_if_stale()  # the last batches' urgent rows may not be on the table yet
-        top = [row.path for row in self.model.visible if row.urgent][:PRECOMPUTED_MAPS]
+        """Grad-CAM of the flagged studies at the top of the list, ready before the radiologist opens them."""
+        self._refresh_if_stale()  # the last batches' flagged rows may not be on the table yet
+        top = [row.path for row in self.model.visible if row.urgent or row.check][:PRECOMPUTED_MAPS]
         for path in top:  # queued behind any selected study
             if path not in self.heatmaps:
                 self.request_heatmap.emit(str(path), False)
@@ -301,7 +308,8 @@ class MainWindow(Controls, FileActions, QMainWindow):
         self.progress.set_progress(snapshot.done, snapshot.total)
         counts = snapshot.counts
         self.counts_label.setText(
-            f"  {len(snapshot.rows)} studies · {counts['urgent']} urgent · {counts['done']} scored · "
+            f"  {len(snapshot.rows)} studies · {counts['urgent']} urgent · {counts['check']} check · "
+            f"{counts['done']} scored · "
             f"{counts['queued']} queued · {counts['error']} refused  "
         )
 
@@ -333,6 +341,9 @@ class MainWindow(Controls, FileActions, QMainWindow):
 
     def _show_findings(self, row: Row) -> None:
         header = f"<b>{row.path.name}</b>"
+        policy = self.session.policy
+        if policy is not None and row.status == DONE and (score := policy.score_text(row.probabilities)):
+            header += f"<br>{score}"
         for warning in row.warnings:
             header += f"<br><span style='color:#a00'>⚠ {warning}</span>"
         if row.error:

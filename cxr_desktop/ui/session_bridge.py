@@ -14,6 +14,7 @@ class SessionBridge(QObject):
     progress = Signal(int, int)  # done, total
     idle = Signal()
     notice = Signal(str)
+    policy_changed = Signal(object)  # TriagePolicy
 
     def __init__(self, session: TriageSession, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -22,3 +23,4 @@ class SessionBridge(QObject):
         events.progress.connect(self.progress.emit)
         events.idle.connect(self.idle.emit)
         events.notice.connect(self.notice.emit)
+        events.policy_changed.connect(self.policy_changed.emit)

@@ -1,5 +1,5 @@
-"""QAbstractTableModel over a snapshot of the triage session's worklist, with the urgent-only / unreviewed-only
-filters.
+"""QAbstractTableModel over a snapshot of the triage session's worklist, with the urgent-only (URGENT and CHECK)
+/ unreviewed-only filters.
 
 Scoring progress is shown once, in the status bar; a row shows its score, or "queued" / the reason it was not
 scored."""
@@ -19,11 +19,14 @@ COLUMNS = ["Priority", "Score", "Waiting", "Patient", "View", "Study date", "Rev
 # default widths of all but the last column (which takes the rest): they fit the window's default worklist pane
 COLUMN_WIDTHS = {"Priority": 66, "Score": 100, "Waiting": 64, "Patient": 90, "View": 46, "Study date": 84, "Review": 76}
 URGENT_BG = QColor(255, 214, 214)
+CHECK_BG = QColor(226, 212, 255)  # lilac: a tier of its own, neither urgent red nor the overdue amber
 OVERDUE_BG = QColor(255, 236, 200)
 ERROR_FG = QColor(160, 0, 0)
 HEADER_TIPS = {
-    "Priority": "URGENT: at or above the operating point's threshold. WAITED: on the list longer than Max wait",
-    "Score": "The model's probability for the urgent finding named by the model card",
+    "Priority": "URGENT: score at or above the operating point's threshold. CHECK: at or above it, but the input "
+    "check doubts the film (read right after the urgent ones). WAITED: on the list longer than Max wait. "
+    "⚠ input: below the threshold, and the input check doubts the film",
+    "Score": "The model's score for the urgent finding named by the model card: a ranking score, not a probability",
     "Waiting": "Time since the study was listed",
     "Other findings": "The next highest findings the model reports; for a refused file, the reason",
 }
@@ -35,6 +38,16 @@ def waiting_text(seconds: float) -> str:
     if minutes < 1:
         return "<1 min"
     return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d}"
+
+
+def priority_text(row: Row, overdue: bool) -> str:
+    """The Priority cell: the tier (URGENT, CHECK), else WAITED for an overdue study, else "⚠ input" for a film
+    the input check doubts below the threshold."""
+    if row.urgent:
+        return "URGENT"
+    if row.check:
+        return "CHECK"
+    return "WAITED" if overdue else "⚠ input" if row.quality_note else ""
 
 
 def date_text(value: str) -> str:
@@ -62,8 +75,8 @@ class WorklistModel(QAbstractTableModel):
         """Show ``snapshot`` (the session's rows in reading order, copied) through the filters."""
         self.now, self.overdue = snapshot.now, snapshot.overdue
         rows = snapshot.rows
-        if self.urgent_only:
-            rows = [r for r in rows if r.urgent]
+        if self.urgent_only:  # a CHECK study is flagged too: never hidden by this filter
+            rows = [r for r in rows if r.urgent or r.check]
         if self.unreviewed_only:
             rows = [r for r in rows if not r.review.decision]
         self.beginResetModel()
@@ -96,9 +109,7 @@ class WorklistModel(QAbstractTableModel):
         name = COLUMNS[column]
         info = row.info
         if name == "Priority":
-            if row.urgent:
-                return "URGENT"
-            return "WAITED" if row.path in self.overdue else "⚠ CHECK" if row.quality_note else ""
+            return priority_text(row, row.path in self.overdue)
         if name == "Score":
             score = row.probabilities.get(self.urgent_finding)
             if row.status == DONE:
@@ -119,6 +130,8 @@ class WorklistModel(QAbstractTableModel):
             return clash + row.review.decision + (" 💬" if row.review.comment else "")
         if row.status == ERROR:
             return row.error  # the whole reason is in the tooltip and the findings panel too
+        if row.check:  # the tier's reason, in the row itself (the whole sentence is in the tooltip and the panel)
+            return f"⚠ {row.quality}"
         top = row.top_findings(self.urgent_finding, among=self.shown_findings)
         return ", ".join(f"{k.replace('_', ' ')} {v:.2f}" for k, v in top)
 
@@ -130,6 +143,8 @@ class WorklistModel(QAbstractTableModel):
             return self.text(row, index.column())
         if role == Qt.ItemDataRole.BackgroundRole and row.urgent:
             return QBrush(URGENT_BG)
+        if role == Qt.ItemDataRole.BackgroundRole and row.check:
+            return QBrush(CHECK_BG)
         if role == Qt.ItemDataRole.BackgroundRole and row.path in self.overdue:
             return QBrush(OVERDUE_BG)
         if role == Qt.ItemDataRole.ForegroundRole and row.status == ERROR:

@@ -11,7 +11,8 @@ from cxr_desktop.studies.study import StudyInfo
 from cxr_desktop.worklist.rows import Row
 
 STUDY_COLUMNS = ["path", "status", "error", "study_key", "patient_id", "study_date", "view_position", "urgent"]
-COLUMNS = [*STUDY_COLUMNS, "decision", "comment", *FINDINGS]
+# ``priority`` (the study's tier, ``Row.priority``: urgent, check, routine, or empty when not scored) came last
+COLUMNS = [*STUDY_COLUMNS, "decision", "comment", *FINDINGS, "priority"]
 # cells the product formats itself as numbers: written as they are (a negative number is not a formula)
 NUMERIC_COLUMNS = frozenset({"urgent", "cardiomegaly_threshold", *FINDINGS})
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -31,7 +32,7 @@ def safe_row(record: dict[str, str]) -> dict[str, str]:
 def study_fields(
     path: Path, status: str, error: str, info: StudyInfo | None, urgent: bool, probabilities: dict[str, float]
 ) -> dict[str, str]:
-    """The columns every triage CSV shares (the app's export and ``cxr-triage``), probabilities included."""
+    """The columns every triage CSV shares (the app's export and ``cxr-triage``), the 14 scores included."""
     fields = {
         "path": str(path),
         "status": status,
@@ -47,7 +48,7 @@ def study_fields(
 
 
 def probability_cell(value: float | None) -> str:
-    """A probability as written to CSV; empty for a finding without a score (untrained, missing or NaN)."""
+    """A score as written to CSV; empty for a finding without a score (untrained, missing or NaN)."""
     return "" if value is None or math.isnan(value) else f"{value:.6f}"
 
 
@@ -58,5 +59,5 @@ def export_csv(rows: list[Row], path: Path) -> None:
         writer.writeheader()
         for row in rows:
             record = study_fields(row.path, row.status, row.error, row.info, row.urgent, row.probabilities)
-            record.update(decision=row.review.decision, comment=row.review.comment)
+            record.update(decision=row.review.decision, comment=row.review.comment, priority=row.priority)
             writer.writerow(safe_row(record))

@@ -19,6 +19,8 @@ if TYPE_CHECKING:  # the engine pulls in torch; the review store must start fast
     from cxr_desktop.inference.engine import StudyResult
 
 QUEUED, DONE, ERROR = "queued", "done", "error"
+# a scored study's tier (Row.priority): URGENT, CHECK (score at or above the threshold, input doubtful), ROUTINE
+URGENT, CHECK, ROUTINE = "urgent", "check", "routine"
 AP_NOTE = "AP film: heart size is overstated"
 LATERAL_NOTE = "Lateral view: outside the model's scope (trained on frontal films); never flagged urgent"
 
@@ -63,6 +65,7 @@ class Row:
     error: str = ""
     probabilities: dict[str, float] = field(default_factory=dict)
     urgent: bool = False
+    check: bool = False  # at or above the threshold, but the input guard doubts the film (see ``check_note``)
     review: Review = field(default_factory=Review)
     synthetic: bool = False
     collision: str = ""  # set when another patient's study shares this study's instance
@@ -78,21 +81,42 @@ class Row:
 
     @property
     def warnings(self) -> list[str]:
-        """What the row must warn about: the view (AP, lateral), the input guard's doubt, and an instance shared
-        with another patient."""
-        return [text for text in (self.view_note, self.quality_note, self.collision) if text]
+        """What the row must warn about: its CHECK tier, the view (AP, lateral), the input guard's doubt, and an
+        instance shared with another patient."""
+        return [text for text in (self.check_note, self.view_note, self.quality_note, self.collision) if text]
 
     @property
     def quality_note(self) -> str:
-        if self.quality in (OK, "", LATERAL):  # a lateral view has its own note
+        if not self.doubtful or self.check:  # a lateral view has its own note, a CHECK row its tier's
             return ""
         return f"Input check: {self.quality}; not flagged urgent on its score alone"
 
     @property
+    def check_note(self) -> str:
+        return f"CHECK — score above threshold, input doubtful: {self.quality}" if self.check else ""
+
+    @property
+    def lateral(self) -> bool:
+        return self.quality == LATERAL or (self.info is not None and is_lateral(self.info.view_position))
+
+    @property
     def flaggable(self) -> bool:
         """May this study be flagged urgent on its score? Not a lateral view, nor one the input guard doubts."""
-        lateral = self.info is not None and is_lateral(self.info.view_position)
-        return not lateral and self.quality in (OK, "")
+        return not self.lateral and self.quality in (OK, "")
+
+    @property
+    def doubtful(self) -> bool:
+        """Does the input guard doubt this frontal film (rotated, inverted, not a chest radiograph)? A lateral
+        view is not doubtful but outside the model's scope: it stays routine, with its own note."""
+        return not self.lateral and self.quality not in (OK, "")
+
+    @property
+    def priority(self) -> str:
+        """The scored study's tier: URGENT, CHECK or ROUTINE; "" when it was not scored (queued, or failed, and
+        ``error`` says why)."""
+        if self.status != DONE:
+            return ""
+        return URGENT if self.urgent else CHECK if self.check else ROUTINE
 
     @property
     def view_note(self) -> str:
@@ -117,8 +141,12 @@ class Row:
 
 class Worklist:
     """Rows in reading order (see ``priority_order``): studies past ``max_wait_s`` first by waiting time, then
-    urgent ones by score, then the rest by arrival. ``policy`` (the loaded model's operating point) flags the
-    rows; ``set_policy`` re-flags every scored row at once when the operating point changes."""
+    urgent ones by score, then CHECK ones by score, then the rest by arrival. ``policy`` (the loaded model's
+    operating point) flags the rows; ``set_policy`` re-tiers every scored row at once when it changes.
+
+    A scored study at or above the threshold is URGENT when its input passed the guard, CHECK when the guard
+    doubts a frontal film; a lateral view is outside the model's scope and stays routine (its note says so).
+    In research mode (an unvalidated model, ``TriagePolicy.research_mode``) every row stays routine."""
 
     def __init__(self, max_wait_s: float | None = None, policy: TriagePolicy | None = None) -> None:
         self.rows: list[Row] = []
@@ -153,7 +181,7 @@ class Worklist:
         row = self._by_path.get(Path(path))
         if row is not None:
             row.info, row.error, row.status = info, error, ERROR if error else QUEUED
-            row.probabilities, row.urgent, row.quality = {}, False, ""
+            row.probabilities, row.urgent, row.check, row.quality = {}, False, False, ""
         return row
 
     def get(self, path: Path) -> Row | None:
@@ -167,32 +195,36 @@ class Worklist:
             row.info = result.info
         if result.ok:
             row.status, row.error = DONE, ""
-            row.probabilities, row.urgent, row.quality = result.probabilities, result.urgent, result.quality
+            row.probabilities, row.quality = result.probabilities, result.quality
+            row.urgent, row.check = result.urgent, False  # the engine's flag, until the policy below tiers it
             if self.policy is not None:  # the same rule as the engine's, at the operating point shown
-                row.urgent = self._flag(row)
+                self._flag(row)
         else:
             row.status, row.error = ERROR, result.error
         return row
 
-    def _flag(self, row: Row) -> bool:
-        return self.policy is not None and row.flaggable and self.policy.is_urgent(row.probabilities)
+    def _flag(self, row: Row) -> None:
+        """Set the row's tier: at or above the threshold (never in research mode), URGENT when its input passed
+        the guard, CHECK when the guard doubts the film; a lateral view is neither."""
+        above = self.policy is not None and self.policy.is_urgent(row.probabilities)
+        row.urgent, row.check = above and row.flaggable, above and row.doubtful
 
     def set_policy(self, policy: TriagePolicy) -> int:
-        """Flag every scored row at ``policy``'s threshold; returns the number of urgent rows."""
+        """Tier every scored row at ``policy``'s threshold; returns the number of urgent rows."""
         self.policy = policy
         for row in self.rows:
             if row.status == DONE:
-                row.urgent = self._flag(row)
+                self._flag(row)
         return sum(row.urgent for row in self.rows)
 
     def score(self, row: Row) -> float:
-        """The urgent finding's probability (NaN when not scored or no policy is set)."""
+        """The urgent finding's score (NaN when not scored or no policy is set)."""
         if self.policy is None or row.status != DONE:
             return math.nan
         return row.probabilities.get(self.policy.finding, math.nan)
 
     def _entry(self, row: Row) -> QueueEntry:
-        return QueueEntry(row.arrival, row.arrived_at, row.urgent, self.score(row))
+        return QueueEntry(row.arrival, row.arrived_at, row.urgent, self.score(row), row.check)
 
     def overdue(self, row: Row, now: float | None = None) -> bool:
         """Has the study waited longer than ``max_wait_s`` (and so been moved up the list)?"""
@@ -204,8 +236,9 @@ class Worklist:
         return [self.rows[i] for i in order]
 
     def counts(self) -> dict[str, int]:
-        out = {QUEUED: 0, DONE: 0, ERROR: 0, "urgent": 0}
+        out = {QUEUED: 0, DONE: 0, ERROR: 0, URGENT: 0, CHECK: 0}
         for row in self.rows:
             out[row.status] += 1
-            out["urgent"] += int(row.urgent)
+            out[URGENT] += int(row.urgent)
+            out[CHECK] += int(row.check)
         return out

@@ -5,8 +5,8 @@
 3. decode once into the cache: the display image (``read_pixels``), kept in :class:`ImageCache` for the
    viewer and Grad-CAM too;
 4. score: the engine's batched model;
-5. apply and order: the row gets its scores and flag at the session's operating point; the worklist's
-   reading order (``worklist.order``) places it.
+5. apply and order: the row gets its scores and tier (urgent, CHECK, routine) at the session's operating point;
+   the worklist's reading order (``worklist.order``) places it.
 
 Plain Python, no Qt: ``cxr-triage`` and the app drive the same session. It is safe to use from several
 threads (the app scores in a worker thread while the GUI thread reads and reviews): its state changes under
@@ -69,7 +69,8 @@ class TriageSession:
     """Scan, read, decode, score, apply and order the studies of the folders opened, and announce each change
     on ``events``. ``engine`` may come later (:meth:`set_engine`); queued rows wait for it. ``reviews``
     attaches stored decisions to the rows as they are listed; ``metadata`` maps a file name to extra header
-    fields (e.g. NIH patient and view)."""
+    fields (e.g. NIH patient and view). A model without an external validation record of its urgent finding
+    flags no study (research mode) unless ``allow_unvalidated`` (see ``TriagePolicy``)."""
 
     def __init__(
         self,
@@ -81,8 +82,10 @@ class TriageSession:
         cache: ImageCache | None = None,
         synthetic: bool = False,
         operating_point: str | None = None,
+        allow_unvalidated: bool = False,
     ) -> None:
         self.events = SessionEvents()
+        self.allow_unvalidated = allow_unvalidated
         self.metadata = dict(metadata or {})
         self.reviews = reviews
         self.cache = cache if cache is not None else ImageCache()
@@ -111,7 +114,7 @@ class TriageSession:
         the new card has it, else the engine's. Rows already scored are re-flagged at once."""
         current = self.policy.operating_point if self.policy else None
         point = operating_point or (current if current in engine.card.operating_points else None)
-        policy = TriagePolicy.from_card(engine.card, point) if point else engine.policy
+        policy = TriagePolicy.from_card(engine.card, point or engine.policy.operating_point, self.allow_unvalidated)
         warm_up_readers()  # in the caller's thread (the app's scoring thread), before the first folder
         with self._lock:
             self.engine = engine
@@ -123,7 +126,15 @@ class TriageSession:
         number of urgent rows."""
         if self.engine is None:
             raise RuntimeError("no model is loaded")
-        return self._set_policy(TriagePolicy.from_card(self.engine.card, name))
+        return self._set_policy(TriagePolicy.from_card(self.engine.card, name, self.allow_unvalidated))
+
+    def set_allow_unvalidated(self, allow: bool) -> int:
+        """Flag with a model that has no external validation record (or stop: research mode), at once;
+        returns the number of urgent rows."""
+        with self._lock:
+            self.allow_unvalidated = allow
+            policy = self.policy
+        return 0 if policy is None else self._set_policy(replace(policy, allow_unvalidated=allow))
 
     def _set_policy(self, policy: TriagePolicy) -> int:
         with self._lock:
