@@ -145,8 +145,17 @@ def test_evaluation_finds_and_leaves_out_copies_of_training_images_by_itself(tmp
     with open(labels, "a") as handle:
         handle.write("00000099_000.png,Cardiomegaly,0,99,50,M,PA\n")
     bundle = tmp_path / "bundle"
-    assert train_main(["export", str(tmp_path / "runs" / "leak"), "--out", str(bundle), "--no-onnx"]) == 0
+    export = ["export", str(tmp_path / "runs" / "leak"), "--out", str(bundle)]  # with the ONNX copy
+    assert train_main([*export, "--threshold-images", str(images), "--threshold-labels", str(labels)]) == 0
+    tuned_on = read_card(bundle).provenance["thresholds_chosen_on"]
+    copy_in_tune = not report_half(["99"])[0]
+    assert tuned_on["overlap"]["training_copies"] == int(copy_in_tune), "the tune half is checked for copies too"
     evaluate = ["evaluate", "--model", str(bundle), "--images", str(images), "--labels", str(labels)]
+    assert train_main([*evaluate, "--half", "tune", "--out", str(tmp_path / "tune")]) == 0
+    tune_scores = np.load(tmp_path / "tune" / "probabilities.npy")[:, 1]  # the ONNX copy's, as the app's
+    for point, thresholds in read_card(bundle).operating_points.items():
+        gaps = np.abs(tune_scores - thresholds["Cardiomegaly"])
+        assert gaps.min() > 0, f"{point}: a tune-half score sits exactly on its threshold"
     assert train_main([*evaluate, "--out", str(tmp_path / "ev"), "--record-as", "all"]) == 0
     metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     overlap = metrics["overlap"]

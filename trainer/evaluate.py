@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader
 
 from cxr_desktop.core.device import resolve_device
 from cxr_desktop.core.labels import FINDINGS
-from cxr_desktop.core.preprocess import PreprocessSpec
+from cxr_desktop.core.preprocess import PreprocessSpec, normalize_array
 from trainer.config import TrainConfig
 from trainer.data.cache import ImageCache
 from trainer.data.dataset import XrayDataset
@@ -54,7 +54,7 @@ def predict_table_onnx(onnx_file: Path, table: SampleTable, spec: PreprocessSpec
 
     scorer = OnnxScorer(onnx_file)
     loader = DataLoader(XrayDataset(table, spec, None, None), batch_size, num_workers=0)
-    batches = [sigmoid(scorer(images.numpy())[0]) for images, _ in loader]
+    batches = [sigmoid(scorer(normalize_array(images.numpy(), spec))[0]) for images, _ in loader]
     return np.concatenate(batches) if batches else np.zeros((0, len(FINDINGS)), np.float32)
 
 
