@@ -19,7 +19,7 @@ from trainer.overlap import reference_signatures as compute_signatures
 log = logging.getLogger(__name__)
 
 NO_SIGNATURES = (
-    "this bundle was exported without training-image signatures (before cxr-train 0.2's leakage check): "
+    "this bundle was exported without training-image signatures (before the leakage check existed): "
     "its evaluation images could not be checked against its training images, so copies of them may be counted"
 )
 
