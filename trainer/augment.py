@@ -1,6 +1,8 @@
 """Augmentation registry: each entry maps (uint8 image, rng) -> uint8 image of the same size.
 
 No flips by default: a horizontal flip moves the heart to the wrong side and is here only as an ablation.
+``cutout`` and ``text`` put on a film what real films carry (a box drawn over it, burnt-in markers), so that a
+model trained with them keeps its score when a film has them.
 Spell an entry as ``name`` or ``name:param`` (e.g. ``rotate:5``, ``rotate:18``).
 """
 
@@ -128,6 +130,77 @@ def _noise(param: float | None) -> Augment:
     def apply(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         noisy = img.astype(np.float32) + rng.normal(0.0, rng.uniform(0, top), img.shape).astype(np.float32)
         return np.clip(noisy, 0, 255).astype(np.uint8)
+
+    return apply
+
+
+@register(
+    "cutout",
+    "With probability 0.5, one filled box of up to param (default 0.3) of each side, anywhere (often over the "
+    "heart), black, white or grey: a box drawn or pasted onto the film.",
+)
+def _cutout(param: float | None) -> Augment:
+    top = 0.3 if param is None else param
+    if not 0.05 <= top <= 0.6:
+        raise ValueError(f"cutout: the box side must be 0.05-0.6 of the image side, got {top}")
+
+    def apply(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        if rng.random() >= 0.5:
+            return img
+        h, w = img.shape
+        bh, bw = (max(1, round(rng.uniform(0.05, top) * side)) for side in (h, w))
+        y, x = int(rng.integers(0, h - bh + 1)), int(rng.integers(0, w - bw + 1))
+        out = img.copy()
+        out[y : y + bh, x : x + bw] = int(rng.choice([0, 255, int(rng.integers(60, 200))]))
+        return out
+
+    return apply
+
+
+# what technologists and printers burn into chest films
+MARKER_WORDS = (
+    "PORTABLE",
+    "AP",
+    "PA",
+    "PORTABLE AP",
+    "SUPINE",
+    "UPRIGHT",
+    "ERECT",
+    "SEMI-ERECT",
+    "L",
+    "R",
+    "AP SITTING",
+)
+_FONTS = (cv2.FONT_HERSHEY_SIMPLEX, cv2.FONT_HERSHEY_DUPLEX, cv2.FONT_HERSHEY_PLAIN)
+
+
+@register(
+    "text",
+    "With probability 0.5, 1-3 burnt-in markers (PORTABLE, AP, SUPINE, L, R, ...) in near-white letters up to "
+    "param (default 0.08) of the image height, near the edges, as portable films carry them.",
+)
+def _text(param: float | None) -> Augment:
+    top = 0.08 if param is None else param
+    if not 0.02 <= top <= 0.2:
+        raise ValueError(f"text: the letter height must be 0.02-0.2 of the image height, got {top}")
+
+    def apply(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        if rng.random() >= 0.5:
+            return img
+        h, w = img.shape
+        out = img.copy()
+        for _ in range(int(rng.integers(1, 4))):
+            word = str(rng.choice(MARKER_WORDS))
+            font = int(rng.choice(_FONTS))
+            height = rng.uniform(0.02, top) * h
+            scale = height / cv2.getTextSize("A", font, 1.0, 1)[0][1]
+            thickness = max(1, round(height / int(rng.integers(6, 12))))
+            (tw, _), _ = cv2.getTextSize(word, font, scale, thickness)
+            x = int(rng.integers(0, max(1, w - tw)))
+            near_top = rng.random() < 0.7  # mostly in the upper corners, some at the bottom
+            y = int(rng.uniform(height, 0.25 * h) if near_top else rng.uniform(0.8 * h, h - 1))
+            cv2.putText(out, word, (x, y), font, scale, int(rng.integers(200, 256)), thickness, cv2.LINE_AA)
+        return out
 
     return apply
 

@@ -1,4 +1,5 @@
-"""``cxr-train``: a thin CLI over the trainer library (cache, train, evaluate, export, onnx, experiment, list)."""
+"""``cxr-train``: a thin CLI over the trainer library (cache, train, evaluate, export, onnx, experiment, list,
+guard, overlap)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 import yaml
 
 from cxr_desktop.core.preprocess import PreprocessSpec
+from trainer.overlap_cli import add_overlap_parser
 
 RAW = argparse.RawDescriptionHelpFormatter
 MAIN_EPILOG = """\
@@ -56,7 +58,9 @@ key=value__key=value and a finished one is skipped when the experiment is run ag
 def _cache(args: argparse.Namespace) -> int:
     from trainer.data.cache import build_cache
 
-    spec = PreprocessSpec(input_size=args.size, resize=args.resize, contrast=args.contrast)
+    spec = PreprocessSpec(
+        input_size=args.size, resize=args.resize, contrast=args.contrast, crop_borders=args.crop_borders
+    )
     index = build_cache(args.images, args.out, spec, workers=args.workers)
     errors = index["errors"]
     print(f"cached {len(index['names']) - len(errors)} images into {args.out}; {len(errors)} could not be read")
@@ -180,6 +184,11 @@ def _add_cache_and_train(sub: argparse._SubParsersAction) -> None:
         choices=["none", "equalize", "clahe"],
         help="contrast step before caching (preprocessing.contrast; default %(default)s)",
     )
+    p.add_argument(
+        "--crop-borders",
+        action="store_true",
+        help="crop uniform dark/bright edge bands before the resize (preprocessing.crop_borders: true)",
+    )
     p.add_argument("--workers", type=int, default=2, help="decoding processes (default %(default)s)")
     p.set_defaults(func=_cache)
 
@@ -265,7 +274,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --record-as: set the card's validated_findings to the trained findings whose AUROC lower "
         "95 %% bound is >= 0.70 here (use only on real images the model never saw)",
     )
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument(
+        "--keep-overlap",
+        action="store_true",
+        help="keep evaluation images that are copies of the model's training images (found and reported either "
+        "way; by default they are left out)",
+    )
+    p.add_argument(
+        "--exclude-patients-of",
+        type=Path,
+        metavar="PAIRS_CSV",
+        help="also leave out every image of the patients with an image in this `cxr-train overlap` CSV (a "
+        "sensitivity analysis for copies no check can see)",
+    )
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (auto/cpu: a bundle's ONNX copy scores)")
     p.set_defaults(func=_evaluate)
 
     p = sub.add_parser(
@@ -292,6 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_onnx_experiment_and_list(sub)
     _add_guard(sub)
+    add_overlap_parser(sub)
     return parser
 
 

@@ -213,6 +213,8 @@ def _check_preprocessing(value: dict[str, Any]) -> list[str]:
             problems.append(f"preprocessing.{key}: {raw!r} is not one of {', '.join(options)}{hint}")
         elif known[key] == "int" and (isinstance(raw, bool) or not isinstance(raw, int)):
             problems.append(f"preprocessing.{key}: expected a whole number, got {raw!r}")
+        elif known[key] == "bool" and not isinstance(raw, bool):
+            problems.append(f"preprocessing.{key}: expected true or false, got {raw!r}")
     if not problems:
         try:
             PreprocessSpec.from_dict(value)
@@ -238,9 +240,14 @@ def _check_names(values: dict[str, Any]) -> list[str]:
             problems.append(f"augment: unknown augmentation {spec!r}{hint} (`cxr-train list augmentations`)")
             continue
         try:
-            float(param) if colon else None
+            value = float(param) if colon else None
         except ValueError:
             problems.append(f"augment: {spec!r}: the parameter after ':' must be a number")
+            continue
+        try:
+            REGISTRY[name].make(value)  # an augmentation refuses a parameter out of its range
+        except ValueError as exc:
+            problems.append(f"augment: {exc}")
     binary = values.get("binary")
     if binary and binary.replace("_", " ").lower() not in {f.replace("_", " ").lower() for f in FINDINGS}:
         problems.append(f"binary: unknown finding {binary!r}{did_you_mean(binary, FINDINGS)}")

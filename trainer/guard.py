@@ -4,7 +4,11 @@
   images (a label CSV or a folder, sampled) plus the upright NIH images of a seeded half of the patients;
 - the distance cut-off is the 99th percentile of the other patients' upright NIH images;
 - the orientation/polarity probe is a multinomial logistic regression on the standardised embeddings of the
-  NIH images shown upright, rotated 90°/180°/270° and inverted.
+  NIH images shown upright, rotated 90°/180°/270° and inverted;
+- the mirror probe is a logistic regression on the guard features (embedding and the difference of its left
+  and right halves, ``core.guard.guard_features``) of the NIH images upright and mirrored left-right; its
+  cut-off lets ``MIRROR_FALSE_ALARMS`` of upright films through as mirrored, judged by a probe fitted on the
+  other patient half (a two-fold cross-fit inside the fit).
 
 It is measured by patient-wise cross-fitting: the NIH patients are dealt into ``FOLDS`` folds, and every image
 gets its verdicts (untouched: false alarms; rotated and inverted: caught) from a guard fitted, as above, on the
@@ -23,8 +27,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from cxr_desktop.core.architectures import classifier_head, forward_with_embedding
-from cxr_desktop.core.guard import GUARD_NAME, OK, PROBE_CLASSES, InputGuard
+from cxr_desktop.core.architectures import cam_activation, classifier_head, forward_with_features
+from cxr_desktop.core.guard import GUARD_NAME, OK, PROBE_CLASSES, InputGuard, guard_features
 from cxr_desktop.core.preprocess import PreprocessSpec, normalize_input, resize_to_input, to_uint8
 from cxr_desktop.studies.reader import read_study
 from cxr_desktop.studies.study import StudyError
@@ -39,16 +43,26 @@ VARIANTS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "inverted": lambda g: 255 - g,
 }
 assert tuple(VARIANTS) == PROBE_CLASSES
+MIRRORED = "mirrored"  # the mirror probe's variant, beside the orientation/polarity probe's
+ALL_VARIANTS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    **VARIANTS,
+    MIRRORED: lambda g: np.ascontiguousarray(g[:, ::-1]),
+}
+MIRROR_FALSE_ALARMS = 0.01  # the share of upright films (not in the probe's fit) the mirror cut-off calls mirrored
 CUTOFF_PERCENTILE = 99.0
 FOLDS = 5
 FOLD_SEED = 0
 
 
 class Embedder:
-    """Embeddings (the classifier head's input) for uint8 gray images, in batches, on the CPU or a GPU."""
+    """The guard features (``core.guard.guard_features``: the embedding, the classifier head's input, and the
+    difference of its left and right halves) of uint8 gray images, in batches, on the CPU or a GPU."""
 
-    def __init__(self, model: nn.Module, spec: PreprocessSpec, device: torch.device, batch_size: int = 32) -> None:
-        self.model, self.spec, self.device, self.batch_size = model.eval().to(device), spec, device, batch_size
+    def __init__(
+        self, model: nn.Module, architecture: str, spec: PreprocessSpec, device: torch.device, batch_size: int = 32
+    ) -> None:
+        self.model, self.architecture = model.eval().to(device), architecture
+        self.spec, self.device, self.batch_size = spec, device, batch_size
 
     def __call__(self, grays: Iterable[np.ndarray]) -> np.ndarray:
         inputs = [resize_to_input(np.ascontiguousarray(g), self.spec) for g in grays]
@@ -56,9 +70,10 @@ class Embedder:
         for start in range(0, len(inputs), self.batch_size):
             batch = normalize_input(torch.from_numpy(np.stack(inputs[start : start + self.batch_size])), self.spec)
             with torch.inference_mode():
-                _, embedding = forward_with_embedding(self.model, batch.to(self.device))
-            out.append(embedding.float().cpu().numpy())
-        return np.concatenate(out) if out else np.zeros((0, classifier_head(self.model).in_features), np.float32)
+                _, embedding, maps = forward_with_features(self.model, self.architecture, batch.to(self.device))
+            activation = cam_activation(self.architecture)
+            out.append(guard_features(embedding.float().cpu().numpy(), maps.float().cpu().numpy(), activation))
+        return np.concatenate(out) if out else np.zeros((0, 2 * classifier_head(self.model).in_features), np.float32)
 
 
 def read_gray(path: Path) -> np.ndarray | None:
@@ -71,13 +86,14 @@ def read_gray(path: Path) -> np.ndarray | None:
 
 
 def embed_variants(embed: Embedder, paths: list[Path], chunk: int = 64) -> dict[str, np.ndarray]:
-    """Each image's embedding in every probe variant (decoded once per image)."""
-    parts: dict[str, list[np.ndarray]] = {name: [] for name in VARIANTS}
+    """Each image's guard features in every variant, mirrored included (decoded once per image)."""
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in ALL_VARIANTS}
     for start in range(0, len(paths), chunk):
         grays = [g for g in (read_gray(p) for p in paths[start : start + chunk]) if g is not None]
-        for name, vary in VARIANTS.items():
+        for name, vary in ALL_VARIANTS.items():
             parts[name].append(embed([vary(g) for g in grays]))
-        log.info("embedded %d/%d images in %d variants", min(start + chunk, len(paths)), len(paths), len(VARIANTS))
+        done = min(start + chunk, len(paths))
+        log.info("embedded %d/%d images in %d variants", done, len(paths), len(ALL_VARIANTS))
     return {name: np.concatenate(chunks) for name, chunks in parts.items()}
 
 
@@ -87,12 +103,20 @@ def fit_guard(
     tune: dict[str, np.ndarray],
     components: int = 64,
     regularisation: float = 0.01,
+    half: np.ndarray | None = None,
 ) -> InputGuard:
     """The guard from ``reference`` embeddings (mean, spread, principal components), upright ``validation``
     embeddings that are not in the reference (the distance cut-off: their 99th percentile), and the tune
-    images in every variant (the orientation/polarity probe)."""
+    images in every variant (the orientation/polarity probe). When ``tune`` has the mirrored variant, every
+    array holds guard features (embedding and halves) and the guard gets a mirror probe, whose cut-off is
+    judged across ``half`` (a patient half of the tune images; default: every other image)."""
     from sklearn.linear_model import LogisticRegression
 
+    full = tune
+    if MIRRORED in tune:
+        dims = reference.shape[1] // 2
+        reference, validation = reference[:, :dims], validation[:, :dims]
+        tune = {name: tune[name][:, :dims] for name in VARIANTS}
     mean = reference.mean(axis=0)
     spread = reference.std(axis=0)
     scale = np.maximum(spread, 1e-3 * float(spread.mean()) + 1e-6)  # a feature constant on the reference
@@ -108,8 +132,44 @@ def fit_guard(
     unfitted = InputGuard(*parts, 1.0, probe.coef_, probe.intercept_)
     cutoff = float(np.percentile(unfitted.distances(validation), CUTOFF_PERCENTILE))
     guard = InputGuard(*parts, cutoff, probe.coef_, probe.intercept_)
+    if MIRRORED in full:
+        inner = half if half is not None else np.arange(len(full["upright"])) % 2 == 0
+        mirror_mean, mirror_scale, weights, bias, mirror_cutoff = fit_mirror_probe(
+            full["upright"], full[MIRRORED], inner, regularisation
+        )
+        guard.mirror_mean, guard.mirror_scale, guard.mirror_weights = mirror_mean, mirror_scale, weights
+        guard.mirror_bias, guard.mirror_cutoff = bias, mirror_cutoff
     guard.check()
     return guard
+
+
+def _mirror_probe(upright: np.ndarray, mirrored: np.ndarray, regularisation: float):
+    """(mean, scale, weights, bias) of a logistic regression, mirrored against upright guard features."""
+    from sklearn.linear_model import LogisticRegression
+
+    features = np.concatenate([upright, mirrored]).astype(np.float64)
+    mean, spread = features.mean(axis=0), features.std(axis=0)
+    scale = np.maximum(spread, 1e-3 * float(spread.mean()) + 1e-6)
+    classes = np.repeat([0, 1], [len(upright), len(mirrored)])
+    probe = LogisticRegression(C=regularisation, max_iter=5000).fit((features - mean) / scale, classes)
+    return mean, scale, probe.coef_[0], float(probe.intercept_[0])
+
+
+def _mirror_score(probe, features: np.ndarray) -> np.ndarray:
+    mean, scale, weights, bias = probe
+    return ((features - mean) / scale) @ weights + bias
+
+
+def fit_mirror_probe(
+    upright: np.ndarray, mirrored: np.ndarray, half: np.ndarray, regularisation: float = 0.01
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float]:
+    """The mirror probe on all the films, and its cut-off: the score that ``MIRROR_FALSE_ALARMS`` of the upright
+    films exceed when each half of them (``half``: a patient half) is scored by a probe fitted on the other."""
+    unseen = np.empty(len(upright))
+    for side in (half, ~half):
+        unseen[side] = _mirror_score(_mirror_probe(upright[~side], mirrored[~side], regularisation), upright[side])
+    mean, scale, weights, bias = _mirror_probe(upright, mirrored, regularisation)
+    return mean, scale, weights, bias, float(np.quantile(unseen, 1.0 - MIRROR_FALSE_ALARMS))
 
 
 def measure(guard: InputGuard, sets: dict[str, np.ndarray]) -> dict[str, dict]:
@@ -135,7 +195,7 @@ def fit_on_patients(
     them train the probe."""
     in_reference = _patient_half(patients, seed)
     reference = np.concatenate([training, nih["upright"][in_reference]])
-    return fit_guard(reference, nih["upright"][~in_reference], nih, **fit_options)
+    return fit_guard(reference, nih["upright"][~in_reference], nih, half=in_reference, **fit_options)
 
 
 def patient_folds(patients: list[str], folds: int = FOLDS, seed: int = FOLD_SEED) -> np.ndarray:
@@ -150,12 +210,12 @@ def cross_fitted_verdicts(
 ) -> dict[str, list[str]]:
     """Every NIH image's verdict in every variant, from a guard fitted (``fit_on_patients``) without its fold."""
     fold = patient_folds(patients, folds)
-    verdicts: dict[str, list[str]] = {name: [""] * len(patients) for name in VARIANTS}
+    verdicts: dict[str, list[str]] = {name: [""] * len(patients) for name in nih}
     for k in range(folds):
         held_out, rest = np.flatnonzero(fold == k), fold != k
         kept = {name: embeddings[rest] for name, embeddings in nih.items()}
         guard = fit_on_patients(training, kept, [patients[i] for i in np.flatnonzero(rest)], k, **fit_options)
-        for name in VARIANTS:
+        for name in nih:
             for i, verdict in zip(held_out, guard.verdicts(nih[name][held_out]), strict=True):
                 verdicts[name][i] = verdict
         log.info("fold %d/%d: %d images held out, cut-off %.3f", k + 1, folds, len(held_out), guard.distance_cutoff)
@@ -210,12 +270,15 @@ def guard_command(args) -> int:
     from cxr_desktop.core.bundle import load_bundle
     from cxr_desktop.core.device import resolve_device
     from trainer.external import nih_labelled
+    from trainer.leakage import bundle_signatures, check_overlap
 
     if args.folds < 2:
         raise SystemExit("cxr-train guard: --folds must be at least 2 (each fold is judged by a guard fit on others)")
     bundle = load_bundle(args.bundle)
-    embed = Embedder(bundle.model, bundle.card.spec, resolve_device(args.device))
-    images = nih_labelled(args.images, args.labels)
+    embed = Embedder(bundle.model, bundle.card.architecture, bundle.card.spec, resolve_device(args.device))
+    # NIH films that are copies of the model's training images would sit closer to the reference than unseen
+    # films do, and lower the cut-off: they are left out (trainer.leakage), as from every evaluation
+    images, overlap = check_overlap(nih_labelled(args.images, args.labels), bundle_signatures(bundle))
     patients = list(images.table.patients)
     nih = embed_variants(embed, list(images.table.paths))
     training = embed([g for g in map(read_gray, reference_paths(args.reference, args.max_reference)) if g is not None])
@@ -232,9 +295,16 @@ def guard_command(args) -> int:
     how = (
         f"distance reference: {len(training)} training images from {args.reference.name} and the NIH films of half "
         f"the patients ({args.components} principal components); cut-off: {CUTOFF_PERCENTILE:g}th percentile of "
-        f"the other half's films; probe: all {len(patients)} NIH films x {len(VARIANTS)} variants. Measured by "
+        f"the other half's films; probe: all {len(patients)} NIH films x {len(VARIANTS)} variants; mirror probe: "
+        f"the same films upright and mirrored, cut-off at {MIRROR_FALSE_ALARMS:.1%} false alarms inside the fit. "
+        "Measured by "
         f"{args.folds}-fold patient-wise cross-fitting: each NIH film judged by a guard fitted the same way "
         "without its patient's fold"
+    )
+    how += (
+        f"; {overlap['excluded']} NIH films that are copies of training images left out"
+        if overlap["checked"]
+        else "; NIH films not checked for copies of training images (the bundle has no training signatures)"
     )
     _write_into_bundle(args.bundle, guard, how, measured)
     print("| set | n | not ok | rate |\n|---|---:|---:|---:|")
@@ -257,6 +327,7 @@ def _write_into_bundle(folder: Path, guard: InputGuard, how: str, measured: dict
         guard={
             "distance_cutoff": guard.distance_cutoff,
             "min_confidence": guard.min_confidence,
+            **({"mirror_cutoff": guard.mirror_cutoff} if guard.has_mirror_probe else {}),
             "how": how,
             "measured": measured,
         },

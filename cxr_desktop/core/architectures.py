@@ -114,6 +114,20 @@ def forward_with_embedding(model: nn.Module, batch: torch.Tensor) -> tuple[torch
     return logits, captured[0]
 
 
+def forward_with_features(
+    model: nn.Module, name: str, batch: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``forward_with_embedding`` and, from the same pass, the output of the layer Grad-CAM weighs (the feature
+    map the embedding is pooled from, as the ONNX copy's ``cam_features`` output gives it)."""
+    maps: list[torch.Tensor] = []
+    handle = cam_target_layer(name, model).register_forward_hook(lambda _module, _args, output: maps.append(output))
+    try:
+        logits, embedding = forward_with_embedding(model, batch)
+    finally:
+        handle.remove()
+    return logits, embedding, maps[0]
+
+
 def cam_target_layer(name: str, model: nn.Module) -> nn.Module:
     """The layer whose activations Grad-CAM weighs (the last convolutional feature map)."""
     return get(name).cam_layer(model)

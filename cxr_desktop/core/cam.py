@@ -15,7 +15,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from cxr_desktop.core.preprocess import PreprocessSpec, input_box
+from cxr_desktop.core.preprocess import Box, PreprocessSpec, input_box
 
 # the activation between the Grad-CAM target layer and the global average pooling:
 #   identity: none (ResNet's layer4, EfficientNet-B0's last block already ends in its activation)
@@ -55,9 +55,12 @@ def _unit(cam: np.ndarray) -> np.ndarray:
     return shifted / (1e-7 + shifted.max())
 
 
-def map_to_image(cam: np.ndarray, image_shape: tuple[int, int], spec: PreprocessSpec) -> np.ndarray:
-    """Undo the preprocessing geometry: an input-sized map -> a map over the original image."""
-    box = input_box(image_shape, spec)
+def map_to_image(
+    cam: np.ndarray, image_shape: tuple[int, int], spec: PreprocessSpec, content: Box | None = None
+) -> np.ndarray:
+    """Undo the preprocessing geometry: an input-sized map -> a map over the original image (zero on the edge
+    bands the preprocessing cropped: ``content`` is its ``border_box``)."""
+    box = input_box(image_shape, spec, content)
     inside = cam[box.top : box.top + box.height, box.left : box.left + box.width]
     y0, x0, y1, x1 = box.crop
     h, w = image_shape

@@ -1,7 +1,8 @@
 """The input guard: a quality verdict for every scored study, from the model's own pooled features.
 
-Before a score may raise a flag, the guard asks two questions of the feature vector the model's classifier
-sees (its *embedding*, one forward pass, no extra cost):
+Before a score may raise a flag, the guard asks three questions of the feature vector the model's classifier
+sees (its *embedding*, one forward pass, no extra cost) and of the same feature map pooled over the image's
+left and right halves:
 
 - is it far from the reference radiographs (the model's training images and real NIH radiographs)? The
   distance is a Mahalanobis distance within the reference's principal components plus the residual outside
@@ -10,6 +11,12 @@ sees (its *embedding*, one forward pass, no extra cost):
   "probably not a chest radiograph";
 - does a linear probe on the standardised embedding, fitted on real radiographs shown upright, rotated
   (90°, 180°, 270°) and with inverted polarity, say the film is not upright and not of normal polarity?
+- is the film mirrored left-right (the heart on the image's left: flipped by mistake, or dextrocardia)? A
+  second linear probe, on the embedding and the difference between the left and the right half's pooled
+  features (``lateral_difference``), fitted on real radiographs and their mirror images, says so beyond
+  ``mirror_cutoff``, chosen by ``cxr-train guard`` for few false alarms on upright films it did not fit. The
+  embedding alone does not tell a mirrored film well (pooling forgets where a feature was); the halves do.
+  A guard fitted before this probe existed has none and never says "mirrored".
 
 A film that is both far and, by the probe, turned or inverted gets both reasons, the probe's first ("probably
 rotated, or not a chest radiograph"): most rotated chest films are also far from upright ones, and a
@@ -33,10 +40,34 @@ ROTATED = "probably rotated"
 INVERTED = "probably inverted polarity"
 ROTATED_OR_NOT_CHEST = f"{ROTATED}, or not a chest radiograph"
 INVERTED_OR_NOT_CHEST = f"{INVERTED}, or not a chest radiograph"
+MIRRORED = "probably mirrored (or dextrocardia)"
+MIRRORED_OR_NOT_CHEST = f"{MIRRORED}, or not a chest radiograph"
 LATERAL = "lateral view"
 # the probe's classes, in the order of its weight rows
 PROBE_CLASSES = ("upright", "rotated_90", "rotated_180", "rotated_270", "inverted")
 GUARD_NAME = "guard.safetensors"
+MIRROR_TENSORS = ("mirror_mean", "mirror_scale", "mirror_weights", "mirror_bias")
+
+
+def lateral_difference(maps: np.ndarray, activation: str | None) -> np.ndarray:
+    """(N, C): the feature maps (N, C, h, w) of the layer the embedding pools, activated as before the pooling
+    (``core.cam.CAM_ACTIVATIONS``; None: as they are), averaged over the left half of the columns minus the
+    right half (the middle column of an odd width in neither)."""
+    maps = np.asarray(maps, dtype=np.float32)
+    if activation == "relu6":
+        maps = np.clip(maps, 0.0, 6.0)
+    elif activation == "relu":
+        maps = np.maximum(maps, 0.0)
+    half = maps.shape[-1] // 2
+    return maps[..., :half].mean(axis=(2, 3)) - maps[..., maps.shape[-1] - half :].mean(axis=(2, 3))
+
+
+def guard_features(embeddings: np.ndarray, maps: np.ndarray | None, activation: str | None) -> np.ndarray:
+    """What the guard reads: the embeddings (N, D), followed by their ``lateral_difference`` (N, 2D) when the
+    feature maps are at hand (a guard with a mirror probe needs them)."""
+    if maps is None:
+        return np.asarray(embeddings)
+    return np.concatenate([np.asarray(embeddings, np.float32), lateral_difference(maps, activation)], axis=1)
 
 
 @dataclass
@@ -50,6 +81,24 @@ class InputGuard:
     probe_weights: np.ndarray  # (len(PROBE_CLASSES), D), on the standardised embedding
     probe_bias: np.ndarray  # (len(PROBE_CLASSES),)
     min_confidence: float = 0.5  # a probe class other than upright must have at least this probability
+    # the mirror probe on the standardised guard features (embedding + lateral difference), or None
+    mirror_mean: np.ndarray | None = None  # (2D,)
+    mirror_scale: np.ndarray | None = None  # (2D,)
+    mirror_weights: np.ndarray | None = None  # (2D,)
+    mirror_bias: float = 0.0
+    mirror_cutoff: float = float("inf")  # a mirror score above it: "probably mirrored"
+
+    @property
+    def has_mirror_probe(self) -> bool:
+        """Whether this guard tells mirrored films (it then needs ``guard_features`` with the halves)."""
+        return self.mirror_weights is not None
+
+    def mirror_scores(self, features: np.ndarray) -> np.ndarray:
+        """The mirror probe's logit per film, from ``guard_features`` with the halves."""
+        if self.mirror_weights is None or self.mirror_mean is None or self.mirror_scale is None:
+            raise ValueError("this guard has no mirror probe")
+        standardised = (np.asarray(features, dtype=np.float64) - self.mirror_mean) / self.mirror_scale
+        return standardised @ self.mirror_weights + self.mirror_bias
 
     def standardise(self, embeddings: np.ndarray) -> np.ndarray:
         return (np.asarray(embeddings, dtype=np.float64) - self.mean) / self.scale
@@ -68,26 +117,31 @@ class InputGuard:
         exp = np.exp(logits)
         return exp / exp.sum(axis=1, keepdims=True)
 
-    def verdicts(self, embeddings: np.ndarray) -> list[str]:
-        """One verdict per embedding: ``OK`` or the short reason the score should not raise a flag alone."""
-        embeddings = np.atleast_2d(embeddings)
-        if len(embeddings) == 0:
+    def verdicts(self, features: np.ndarray) -> list[str]:
+        """One verdict per film: ``OK`` or the short reason the score should not raise a flag alone.
+        ``features`` are the embeddings (N, D), or ``guard_features`` with the halves (N, 2D), which a guard
+        with a mirror probe needs to say "mirrored" (without them it judges as a guard without one)."""
+        features = np.atleast_2d(features)
+        if len(features) == 0:
             return []
+        dims = self.mean.shape[0]
+        embeddings = features[:, :dims]
         far = self.distances(embeddings) > self.distance_cutoff
         probabilities = self.probe_probabilities(embeddings)
+        mirrored = np.zeros(len(features), dtype=bool)
+        if self.has_mirror_probe and features.shape[1] == 2 * dims:
+            mirrored = self.mirror_scores(features) > self.mirror_cutoff
         result = []
-        for is_far, probs in zip(far, probabilities, strict=True):
+        for is_far, probs, is_mirrored in zip(far, probabilities, mirrored, strict=True):
             best = int(np.argmax(probs))
-            turned = best != 0 and probs[best] >= self.min_confidence
-            inverted = PROBE_CLASSES[best] == "inverted"
-            if is_far and turned:
-                result.append(INVERTED_OR_NOT_CHEST if inverted else ROTATED_OR_NOT_CHEST)
-            elif is_far:
-                result.append(NOT_CHEST)
-            elif turned:
-                result.append(INVERTED if inverted else ROTATED)
+            if best != 0 and probs[best] >= self.min_confidence:  # turned or inverted: the probe's reason first
+                inverted = PROBE_CLASSES[best] == "inverted"
+                alone, with_far = (INVERTED, INVERTED_OR_NOT_CHEST) if inverted else (ROTATED, ROTATED_OR_NOT_CHEST)
+            elif is_mirrored:
+                alone, with_far = MIRRORED, MIRRORED_OR_NOT_CHEST
             else:
-                result.append(OK)
+                alone, with_far = OK, NOT_CHEST
+            result.append(with_far if is_far else alone)
         return result
 
     def tensors(self) -> dict[str, np.ndarray]:
@@ -100,6 +154,13 @@ class InputGuard:
             "probe_weights": self.probe_weights,
             "probe_bias": self.probe_bias,
         }
+        if self.has_mirror_probe:
+            arrays.update(
+                mirror_mean=self.mirror_mean,
+                mirror_scale=self.mirror_scale,
+                mirror_weights=self.mirror_weights,
+                mirror_bias=np.array([self.mirror_bias]),
+            )
         # C order: safetensors writes an array's memory as is (scikit-learn's coefficients are Fortran order)
         return {name: np.ascontiguousarray(value, dtype=np.float32) for name, value in arrays.items()}
 
@@ -111,10 +172,14 @@ class InputGuard:
     @classmethod
     def load(cls, path: Path, settings: dict[str, Any]) -> InputGuard:
         """The guard from its tensors file and the card's ``guard`` entry (``distance_cutoff``,
-        ``min_confidence``); shapes and values are checked."""
+        ``min_confidence``, and ``mirror_cutoff`` with a mirror probe); shapes and values are checked. A file
+        written before the mirror probe existed has none of its tensors: the guard then has no mirror probe."""
         from safetensors.numpy import load_file
 
         tensors = {k: v.astype(np.float64) for k, v in load_file(str(path)).items()}
+        mirror = [name for name in MIRROR_TENSORS if name in tensors]
+        if mirror and len(mirror) < len(MIRROR_TENSORS):
+            raise ValueError(f"the guard's mirror probe is incomplete (it has only {', '.join(mirror)})")
         guard = cls(
             tensors["mean"],
             tensors["scale"],
@@ -126,6 +191,11 @@ class InputGuard:
             tensors["probe_bias"],
             float(settings.get("min_confidence", 0.5)),
         )
+        if mirror:
+            guard.mirror_mean, guard.mirror_scale = tensors["mirror_mean"], tensors["mirror_scale"]
+            guard.mirror_weights = tensors["mirror_weights"]
+            guard.mirror_bias = float(tensors["mirror_bias"].reshape(-1)[0])
+            guard.mirror_cutoff = float(settings["mirror_cutoff"])
         guard.check()
         return guard
 
@@ -148,3 +218,13 @@ class InputGuard:
             raise ValueError("the guard's tensors hold non-finite values or a non-positive scale or variance")
         if not (np.isfinite(self.distance_cutoff) and self.distance_cutoff > 0 and 0 < self.min_confidence <= 1):
             raise ValueError("the guard's cut-off or confidence is out of range")
+        if self.has_mirror_probe:
+            self._check_mirror_probe(dims[0])
+
+    def _check_mirror_probe(self, dims: int) -> None:
+        parts = (self.mirror_mean, self.mirror_scale, self.mirror_weights)
+        if any(part is None or part.shape != (2 * dims,) for part in parts):
+            raise ValueError("the guard's mirror probe does not have the shape of the embedding and its halves")
+        finite = all(np.isfinite(part).all() for part in parts) and np.isfinite([self.mirror_bias]).all()
+        if not finite or (self.mirror_scale <= 0).any() or not np.isfinite(self.mirror_cutoff):
+            raise ValueError("the guard's mirror probe holds non-finite values, a non-positive scale or no cut-off")

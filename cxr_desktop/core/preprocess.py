@@ -1,7 +1,11 @@
 """One function from a grayscale image to the model's input tensor, used by the trainer and the app alike.
 
 The image arrives in display polarity (bright bone, dark lung), as any integer dtype or as float in [0, 1].
-A :class:`PreprocessSpec` (stored in every model card) says how to size, contrast-normalise and scale it.
+A :class:`PreprocessSpec` (stored in every model card) says how to size, contrast-normalise and scale it, and
+whether uniform bands at its edges (a film's frame, collimation) are cropped first (``crop_borders``,
+``core.borders``). That field is off unless a spec says otherwise, and a spec that does not crop is written
+exactly as before the field existed, so every card, cache index and run configuration written before keeps
+its meaning and its bytes: the shipped model scores as it was trained and validated.
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import cv2
 import numpy as np
+
+from cxr_desktop.core.borders import Box, content_box
 
 if TYPE_CHECKING:  # PyTorch is optional for the app (core.optional_torch); the trainer always has it
     import torch
@@ -36,6 +42,9 @@ class PreprocessSpec:
     contrast: Contrast = "none"
     normalization: Normalization = "imagenet"
     channels: int = 3
+    # crop near-uniform dark or bright bands at the image edges before the resize (core.borders); False for
+    # every spec written before the field existed
+    crop_borders: bool = False
 
     def __post_init__(self) -> None:
         if self.input_size < 8:
@@ -50,9 +59,16 @@ class PreprocessSpec:
             raise ValueError(f"channels must be 1 or 3, got {self.channels}")
         if self.normalization == "imagenet" and self.channels != 3:
             raise ValueError("imagenet normalization needs 3 channels")
+        if not isinstance(self.crop_borders, bool):
+            raise ValueError(f"crop_borders must be true or false, got {self.crop_borders!r}")
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The spec as a card, cache index or run configuration stores it; ``crop_borders`` only when on, so a
+        spec that does not crop is spelled exactly as before the field existed."""
+        data = asdict(self)
+        if not self.crop_borders:
+            del data["crop_borders"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PreprocessSpec:
@@ -96,19 +112,29 @@ class InputBox:
     crop: tuple[int, int, int, int]  # (y0, x0, y1, x1) of the original image that was kept
 
 
-def input_box(image_shape: tuple[int, int], spec: PreprocessSpec) -> InputBox:
-    """Geometry of the resize step, so a heatmap on the input can be mapped back onto the original image."""
-    h, w = image_shape
+def border_box(gray: np.ndarray, spec: PreprocessSpec) -> Box:
+    """The part of a uint8 gray image the resize starts from: inside its uniform edge bands when the spec
+    crops them, else the whole image."""
+    if not spec.crop_borders:
+        return (0, 0, *gray.shape)
+    return content_box(gray)
+
+
+def input_box(image_shape: tuple[int, int], spec: PreprocessSpec, content: Box | None = None) -> InputBox:
+    """Geometry of the resize step, so a heatmap on the input can be mapped back onto the original image;
+    ``content`` is the ``border_box`` the resize started from (default: the whole image)."""
+    cy0, cx0, cy1, cx1 = content or (0, 0, *image_shape)
+    h, w = cy1 - cy0, cx1 - cx0
     size = spec.input_size
     if spec.resize == "stretch":
-        return InputBox(0, 0, size, size, (0, 0, h, w))
+        return InputBox(0, 0, size, size, (cy0, cx0, cy1, cx1))
     if spec.resize == "center_crop":
         side = min(h, w)
-        y0, x0 = (h - side) // 2, (w - side) // 2
+        y0, x0 = cy0 + (h - side) // 2, cx0 + (w - side) // 2
         return InputBox(0, 0, size, size, (y0, x0, y0 + side, x0 + side))
     scale = size / max(h, w)
     new_h, new_w = max(1, round(h * scale)), max(1, round(w * scale))
-    return InputBox((size - new_h) // 2, (size - new_w) // 2, new_h, new_w, (0, 0, h, w))
+    return InputBox((size - new_h) // 2, (size - new_w) // 2, new_h, new_w, (cy0, cx0, cy1, cx1))
 
 
 def _enhance(gray: np.ndarray, contrast: Contrast) -> np.ndarray:
@@ -119,9 +145,10 @@ def _enhance(gray: np.ndarray, contrast: Contrast) -> np.ndarray:
     return gray
 
 
-def resize_to_input(gray: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
-    """Resize (and contrast-normalise) a uint8 gray image to the square uint8 model input."""
-    box = input_box(gray.shape, spec)
+def resize_to_input(gray: np.ndarray, spec: PreprocessSpec, content: Box | None = None) -> np.ndarray:
+    """Crop the edge bands (when the spec says so), resize and contrast-normalise a uint8 gray image to the
+    square uint8 model input; ``content`` is its ``border_box`` when the caller has it already."""
+    box = input_box(gray.shape, spec, content or border_box(gray, spec))
     y0, x0, y1, x1 = box.crop
     region = gray[y0:y1, x0:x1]
     shrinking = box.height < region.shape[0]

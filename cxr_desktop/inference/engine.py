@@ -15,13 +15,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from cxr_desktop.core.architectures import cam_activation
 from cxr_desktop.core.bundle import BundleFormatError, LoadedBundle, closed_form_head, load_bundle
 from cxr_desktop.core.cam import closed_form_cams, map_to_image, scaled_maps
+from cxr_desktop.core.card import CAM_FEATURES_NAME, EMBEDDING_NAME, INPUT_NAME, OUTPUT_NAME
 from cxr_desktop.core.device import check_device_name
-from cxr_desktop.core.guard import LATERAL, OK
+from cxr_desktop.core.guard import LATERAL, OK, guard_features
 from cxr_desktop.core.labels import finding_index
 from cxr_desktop.core.optional_torch import require_torch
-from cxr_desktop.core.preprocess import normalize_array, resize_to_input, to_uint8
+from cxr_desktop.core.preprocess import border_box, normalize_array, resize_to_input, to_uint8
 from cxr_desktop.inference.onnx_scorer import OnnxScorer, onnxruntime_available, open_verified, sigmoid
 from cxr_desktop.inference.probe import probe_inputs
 from cxr_desktop.inference.triage import TriagePolicy
@@ -106,6 +108,7 @@ class Engine:
         self.device_type = self._torch.device.type if self._torch is not None else "cpu"
         self._probe_inputs = probe_inputs(self.spec)  # drawn anew at each load
         self._onnx = self._choose_onnx(backend)
+        self._guard_maps = self._guard_reads_maps()
         self.batch_size = batch_size or (ONNX_CPU_BATCH if self._onnx is not None else DEFAULT_BATCH)
         self._cam_head = closed_form_head(bundle) if self._onnx is not None and self._onnx.has_cam_features else None
         self._check_probe()
@@ -159,6 +162,15 @@ class Engine:
             return None
         return scorer
 
+    def _guard_reads_maps(self) -> bool:
+        """Whether each forward pass must also give the feature map: the guard's mirror probe reads its halves."""
+        if self.guard is None or not self.guard.has_mirror_probe:
+            return False
+        if self._onnx is not None and not self._onnx.has_cam_features:
+            log.warning("%s has no feature-map output: the input guard cannot tell mirrored films", self.card.onnx_file)
+            return False
+        return True
+
     @property
     def backend(self) -> str:
         return "onnxruntime" if self._onnx is not None else "pytorch"
@@ -184,14 +196,23 @@ class Engine:
         return self._forward(inputs)[0]
 
     def _forward(self, inputs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
-        """Probabilities (N, 14) and the embeddings the input guard reads (None where the ONNX copy predates
-        them)."""
+        """Probabilities (N, 14) and what the input guard reads (``core.guard.guard_features``: the embeddings,
+        with their halves' difference when its mirror probe needs them, from the same pass; None where the ONNX
+        copy predates the embeddings)."""
         if not inputs:
             return np.zeros((0, len(self.card.labels)), dtype=np.float32), None
+        activation = cam_activation(self.card.architecture)
         if self._onnx is not None:
-            logits, embeddings = self._onnx(normalize_array(np.stack(inputs), self.spec))
-            return sigmoid(logits), embeddings
-        return self._require_torch("Scoring with PyTorch").forward(inputs, self.spec)
+            batch = normalize_array(np.stack(inputs), self.spec)
+            if not self._guard_maps:
+                logits, embeddings = self._onnx(batch)
+                return sigmoid(logits), embeddings
+            names = [OUTPUT_NAME, EMBEDDING_NAME, CAM_FEATURES_NAME]
+            logits, embeddings, maps = self._onnx.session.run(names, {INPUT_NAME: batch})
+            return sigmoid(logits), guard_features(embeddings, maps, activation)
+        torch_model = self._require_torch("Scoring with PyTorch")
+        probabilities, embeddings, maps = torch_model.forward(inputs, self.spec, with_maps=self._guard_maps)
+        return probabilities, guard_features(embeddings, maps, activation)
 
     def _require_torch(self, purpose: str) -> TorchModel:
         if self._torch is None:
@@ -292,7 +313,9 @@ class Engine:
         """Grad-CAM for ``finding`` (the urgent one by default), in [0, 1], over the original image: in closed
         form from the ONNX copy's feature map where the card records one (``core.cam``), else by PyTorch."""
         index = finding_index(finding or self.card.urgent_finding)
-        model_input = resize_to_input(to_uint8(image), self.spec)
+        gray = to_uint8(image)
+        content = border_box(gray, self.spec)
+        model_input = resize_to_input(gray, self.spec, content)
         if self._onnx is not None and self._cam_head is not None:
             features = self._onnx.cam_features(normalize_array(model_input, self.spec))
             activation = self.card.closed_form_cam["activation"]
@@ -302,7 +325,7 @@ class Engine:
             cam = self._require_torch("Grad-CAM for this model (its card records no closed form)").grad_cam(
                 model_input, self.spec, index
             )
-        return map_to_image(cam, image.shape, self.spec)
+        return map_to_image(cam, image.shape, self.spec, content)
 
 
 def _torch_reason(device: str, backend: str, precision: str, has_onnx: bool) -> str:

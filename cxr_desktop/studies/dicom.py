@@ -2,7 +2,8 @@
 
 Compressed transfer syntaxes decode through the permissive plugins (Pillow for JPEG baseline, GDCM, pyjpegls,
 pylibjpeg-openjpeg, pylibjpeg-rle). Anything that is not a single-frame projection chest radiograph is
-refused with a reason.
+refused with a reason. Pixels that are not square (Pixel Spacing, Imager Pixel Spacing or Pixel Aspect Ratio
+other than 1:1) are resampled to square ones (``studies.aspect``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_modality_lut, apply_voi_lut, get_decoder, pixel_array
 from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEGBaseline8Bit
 
+from cxr_desktop.studies.aspect import pixel_ratio, square_pixels
 from cxr_desktop.studies.dicom_layout import check_pixel_layout
 from cxr_desktop.studies.study import (
     MAX_PIXELS,
@@ -231,6 +233,12 @@ def read_dicom_pixels(path: Path) -> np.ndarray:
 
 
 def _display_pixels(path: Path, ds: Dataset) -> np.ndarray:
+    """The display image with square pixels (``studies.aspect``: a stored 2:1 pixel is shown 2:1)."""
+    ratio = pixel_ratio(path, ds)
+    return square_pixels(_decoded_display(path, ds), ratio)
+
+
+def _decoded_display(path: Path, ds: Dataset) -> np.ndarray:
     if "PixelData" not in ds:
         raise StudyError(path, "DICOM has no pixel data")
     photometric = _text(ds, "PhotometricInterpretation").upper()

@@ -54,11 +54,8 @@ class XrayDataset(Dataset):
         self.cache_rows: np.ndarray | None = None
         self.cache = cache
         if cache is not None:
-            if (cache.spec.input_size, cache.spec.resize, cache.spec.contrast) != (
-                spec.input_size,
-                spec.resize,
-                spec.contrast,
-            ):
+            geometry = ("input_size", "resize", "contrast", "crop_borders")
+            if any(getattr(cache.spec, name) != getattr(spec, name) for name in geometry):
                 raise ValueError(f"cache spec {cache.spec} does not match the run's preprocessing {spec}")
             rows = [cache.lookup(p) for p in table.paths]
             missing = sum(r is None for r in rows)
