@@ -277,7 +277,8 @@ def test_the_app_says_research_mode_and_shows_a_check_row_once_flags_are_allowed
     window.table.selectRow(3)
     qtbot.waitUntil(lambda: window.current is not None and window.current.path == check.path, timeout=5_000)
     title = window.findings.title.text()
-    assert "Cardiomegaly score 0." in title and "(flag at ≥ 0.23)" in title and "CHECK — score above" in title
+    flag_at = f"(flag at ≥ {window.session.policy.threshold:.2f})"
+    assert "Cardiomegaly score 0." in title and flag_at in title and "CHECK — score above" in title
     window.urgent_only.setChecked(True)  # a flag is never hidden: the CHECK row stays under "Urgent only"
     assert [row.path.name for row in model.visible][3:] == ["demo_02-inverted.png"]
 

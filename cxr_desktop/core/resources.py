@@ -8,7 +8,7 @@ from pathlib import Path
 
 # the integrity record (``bundle_sha256`` in its card) of the default model this version ships: an edited
 # default bundle is refused (``core.bundle.load_bundle``). Update it whenever resources/models/default changes.
-DEFAULT_MODEL_SHA256 = "a2b89eb3797010a332f711460351ee6b2556b3470ead09faed970b4c8046c90f"
+DEFAULT_MODEL_SHA256 = "fb9d6c2105aaaaea81e4b6011eae696d4d4960c1da6944291f30218ce9501021"
 
 
 def resources_dir() -> Path:
