@@ -38,7 +38,8 @@ def _pair(ds: Dataset, keyword: str) -> tuple[float, float] | None:
             return None
         vertical, horizontal = (float(v) for v in value)
     except (TypeError, ValueError, OverflowError):
-        log.warning("ignored an unusable %s in %s", keyword, getattr(ds, "filename", "a DICOM file"))
+        name = getattr(ds, "filename", None)  # a path, or a file descriptor's number when read from an open file
+        log.warning("ignored an unusable %s in %s", keyword, name if isinstance(name, str) else "a DICOM file")
         return None
     if not (math.isfinite(vertical) and math.isfinite(horizontal) and vertical > 0 and horizontal > 0):
         log.warning("ignored a non-positive %s in %s", keyword, getattr(ds, "filename", "a DICOM file"))
