@@ -106,7 +106,14 @@ def test_lateral_difference_is_left_minus_right_after_the_activation():
     maps[0, 1, :, 2] = 100.0  # the middle column counts in neither half
     assert lateral_difference(maps, "relu6").tolist() == [[6.0, 0.0]]
     assert lateral_difference(maps, None).tolist() == [[8.0, 2.0]]
+    # column pairs, the outermost first: (0, 4) then (1, 3), each channel in turn
+    assert lateral_difference(maps, None, groups=2).tolist() == [[8.0, 2.0, 8.0, 2.0]]
+    maps[0, 0, :, 1] = 0.0
+    assert lateral_difference(maps, None, groups=2).tolist() == [[8.0, 2.0, 0.0, 2.0]]
+    with pytest.raises(ValueError, match="3 column pairs"):
+        lateral_difference(maps, None, groups=3)
     assert guard_features(np.ones((1, 2)), maps, "relu").shape == (1, 4)
+    assert guard_features(np.ones((1, 2)), maps, "relu", groups=2).shape == (1, 6)
     assert guard_features(np.ones((1, 2)), None, "relu").shape == (1, 2)
 
 
@@ -189,3 +196,34 @@ def test_the_trainers_embedder_gives_the_embedding_and_its_halves_from_one_pass(
     assert np.allclose(features[:, width:], lateral_difference(maps.numpy(), "identity"), atol=1e-5)
     mirrored = Embedder(model, "resnet18", spec, torch.device("cpu"))([np.ascontiguousarray(g[:, ::-1]) for g in grays])
     assert not np.allclose(mirrored[:, width:], features[:, width:], atol=1e-3)  # the halves see the flip
+    # at 224 px the map is 7 columns wide: its three column pairs
+    big = PreprocessSpec(input_size=224)
+    embedder = Embedder(model, "resnet18", big, torch.device("cpu"))
+    features = embedder(grays)
+    assert embedder.groups == 3 and features.shape == (2, 4 * width)
+    batch = normalize_input(torch.from_numpy(np.stack([resize_to_input(g, big) for g in grays])), big)
+    with torch.inference_mode():
+        stem = model.maxpool(model.relu(model.bn1(model.conv1(batch))))
+        maps = model.layer4(model.layer3(model.layer2(model.layer1(stem))))
+    assert np.allclose(features[:, width:], lateral_difference(maps.numpy(), "identity", 3), atol=1e-5)
+
+
+def test_the_probes_length_says_how_many_column_pairs_it_reads(tmp_path):
+    dims, groups = 4, 3
+    guard = _handmade(False)
+    width = (1 + groups) * dims
+    guard.mirror_mean, guard.mirror_scale = np.zeros(width), np.ones(width)
+    guard.mirror_weights, guard.mirror_cutoff = np.eye(width)[-1] * 5.0, 1.0  # the innermost pair's last channel
+    guard.check()
+    assert guard.mirror_groups == groups
+    films = np.zeros((2, width))
+    films[1, -1] = 1.0
+    assert guard.verdicts(films) == [OK, MIRRORED]
+    assert guard.verdicts(films[:, : 2 * dims]) == [OK, OK]  # the halves layout is not what this probe reads
+    path = tmp_path / "guard.safetensors"
+    guard.save(path)
+    again = InputGuard.load(path, {"distance_cutoff": 2.0, "mirror_cutoff": 1.0})
+    assert again.mirror_groups == groups and again.verdicts(films) == [OK, MIRRORED]
+    guard.mirror_scale = np.ones(width + 1)
+    with pytest.raises(ValueError, match="shape"):
+        guard.check()

@@ -1,8 +1,8 @@
 """The input guard: a quality verdict for every scored study, from the model's own pooled features.
 
 Before a score may raise a flag, the guard asks three questions of the feature vector the model's classifier
-sees (its *embedding*, one forward pass, no extra cost) and of the same feature map pooled over the image's
-left and right halves:
+sees (its *embedding*, one forward pass, no extra cost) and of the same feature map's left side against its
+right:
 
 - is it far from the reference radiographs (the model's training images and real NIH radiographs)? The
   distance is a Mahalanobis distance within the reference's principal components plus the residual outside
@@ -12,11 +12,13 @@ left and right halves:
 - does a linear probe on the standardised embedding, fitted on real radiographs shown upright, rotated
   (90°, 180°, 270°) and with inverted polarity, say the film is not upright and not of normal polarity?
 - is the film mirrored left-right (the heart on the image's left: flipped by mistake, or dextrocardia)? A
-  second linear probe, on the embedding and the difference between the left and the right half's pooled
-  features (``lateral_difference``), fitted on real radiographs and their mirror images, says so beyond
-  ``mirror_cutoff``, chosen by ``cxr-train guard`` for few false alarms on upright films it did not fit. The
-  embedding alone does not tell a mirrored film well (pooling forgets where a feature was); the halves do.
-  A guard fitted before this probe existed has none and never says "mirrored".
+  second linear probe, on the embedding and the feature map's left-minus-right differences
+  (``lateral_difference``: of the two halves, or of each pair of columns mirrored about the centre),
+  fitted on real radiographs and their mirror images, says so beyond ``mirror_cutoff``, chosen by
+  ``cxr-train guard`` for few false alarms on upright films it did not fit. The embedding alone does not tell
+  a mirrored film well (pooling forgets where a feature was); the differences do, the column pairs best. The
+  probe's length says which differences it reads (``mirror_groups``). A guard fitted before this probe existed
+  has none and never says "mirrored".
 
 A film that is both far and, by the probe, turned or inverted gets both reasons, the probe's first ("probably
 rotated, or not a chest radiograph"): most rotated chest films are also far from upright ones, and a
@@ -49,25 +51,36 @@ GUARD_NAME = "guard.safetensors"
 MIRROR_TENSORS = ("mirror_mean", "mirror_scale", "mirror_weights", "mirror_bias")
 
 
-def lateral_difference(maps: np.ndarray, activation: str | None) -> np.ndarray:
-    """(N, C): the feature maps (N, C, h, w) of the layer the embedding pools, activated as before the pooling
-    (``core.cam.CAM_ACTIVATIONS``; None: as they are), averaged over the left half of the columns minus the
-    right half (the middle column of an odd width in neither)."""
+def lateral_difference(maps: np.ndarray, activation: str | None, groups: int = 1) -> np.ndarray:
+    """(N, groups x C): the feature maps (N, C, h, w) of the layer the embedding pools, activated as before the
+    pooling (``core.cam.CAM_ACTIVATIONS``; None: as they are), averaged over the rows, left minus right:
+    ``groups`` 1, the left half of the columns minus the right half (the middle column of an odd width in
+    neither); more, each of the outermost ``groups`` column pairs mirrored about the centre (column i minus
+    column w-1-i), the outermost first."""
     maps = np.asarray(maps, dtype=np.float32)
     if activation == "relu6":
         maps = np.clip(maps, 0.0, 6.0)
     elif activation == "relu":
         maps = np.maximum(maps, 0.0)
-    half = maps.shape[-1] // 2
-    return maps[..., :half].mean(axis=(2, 3)) - maps[..., maps.shape[-1] - half :].mean(axis=(2, 3))
+    columns = maps.mean(axis=2)  # (N, C, w)
+    width = columns.shape[-1]
+    if not 1 <= groups <= max(1, width // 2):
+        raise ValueError(f"{groups} column pairs asked of a feature map {width} columns wide")
+    if groups == 1:
+        half = width // 2
+        return columns[..., :half].mean(axis=2) - columns[..., width - half :].mean(axis=2)
+    return np.concatenate([columns[..., i] - columns[..., width - 1 - i] for i in range(groups)], axis=1)
 
 
-def guard_features(embeddings: np.ndarray, maps: np.ndarray | None, activation: str | None) -> np.ndarray:
-    """What the guard reads: the embeddings (N, D), followed by their ``lateral_difference`` (N, 2D) when the
-    feature maps are at hand (a guard with a mirror probe needs them)."""
+def guard_features(
+    embeddings: np.ndarray, maps: np.ndarray | None, activation: str | None, groups: int = 1
+) -> np.ndarray:
+    """What the guard reads: the embeddings (N, D), followed by their ``lateral_difference`` in ``groups``
+    (N, (1 + groups) x D) when the feature maps are at hand (a guard with a mirror probe needs them)."""
     if maps is None:
         return np.asarray(embeddings)
-    return np.concatenate([np.asarray(embeddings, np.float32), lateral_difference(maps, activation)], axis=1)
+    differences = lateral_difference(maps, activation, groups)
+    return np.concatenate([np.asarray(embeddings, np.float32), differences], axis=1)
 
 
 @dataclass
@@ -81,20 +94,27 @@ class InputGuard:
     probe_weights: np.ndarray  # (len(PROBE_CLASSES), D), on the standardised embedding
     probe_bias: np.ndarray  # (len(PROBE_CLASSES),)
     min_confidence: float = 0.5  # a probe class other than upright must have at least this probability
-    # the mirror probe on the standardised guard features (embedding + lateral difference), or None
-    mirror_mean: np.ndarray | None = None  # (2D,)
-    mirror_scale: np.ndarray | None = None  # (2D,)
-    mirror_weights: np.ndarray | None = None  # (2D,)
+    # the mirror probe on the standardised guard features (embedding + lateral differences), or None
+    mirror_mean: np.ndarray | None = None  # ((1 + mirror_groups) x D,)
+    mirror_scale: np.ndarray | None = None  # ((1 + mirror_groups) x D,)
+    mirror_weights: np.ndarray | None = None  # ((1 + mirror_groups) x D,)
     mirror_bias: float = 0.0
     mirror_cutoff: float = float("inf")  # a mirror score above it: "probably mirrored"
 
     @property
     def has_mirror_probe(self) -> bool:
-        """Whether this guard tells mirrored films (it then needs ``guard_features`` with the halves)."""
+        """Whether this guard tells mirrored films (it then needs ``guard_features`` with the differences)."""
         return self.mirror_weights is not None
 
+    @property
+    def mirror_groups(self) -> int:
+        """How many lateral differences the mirror probe reads (``lateral_difference``); 0 without one."""
+        if self.mirror_weights is None:
+            return 0
+        return len(self.mirror_weights) // len(self.mean) - 1
+
     def mirror_scores(self, features: np.ndarray) -> np.ndarray:
-        """The mirror probe's logit per film, from ``guard_features`` with the halves."""
+        """The mirror probe's logit per film, from ``guard_features`` with its ``mirror_groups`` differences."""
         if self.mirror_weights is None or self.mirror_mean is None or self.mirror_scale is None:
             raise ValueError("this guard has no mirror probe")
         standardised = (np.asarray(features, dtype=np.float64) - self.mirror_mean) / self.mirror_scale
@@ -119,8 +139,8 @@ class InputGuard:
 
     def verdicts(self, features: np.ndarray) -> list[str]:
         """One verdict per film: ``OK`` or the short reason the score should not raise a flag alone.
-        ``features`` are the embeddings (N, D), or ``guard_features`` with the halves (N, 2D), which a guard
-        with a mirror probe needs to say "mirrored" (without them it judges as a guard without one)."""
+        ``features`` are the embeddings (N, D), or ``guard_features`` with the ``mirror_groups`` differences,
+        which a guard with a mirror probe needs to say "mirrored" (without them it judges as one without)."""
         features = np.atleast_2d(features)
         if len(features) == 0:
             return []
@@ -129,7 +149,7 @@ class InputGuard:
         far = self.distances(embeddings) > self.distance_cutoff
         probabilities = self.probe_probabilities(embeddings)
         mirrored = np.zeros(len(features), dtype=bool)
-        if self.has_mirror_probe and features.shape[1] == 2 * dims:
+        if self.has_mirror_probe and features.shape[1] == (1 + self.mirror_groups) * dims:
             mirrored = self.mirror_scores(features) > self.mirror_cutoff
         result = []
         for is_far, probs, is_mirrored in zip(far, probabilities, mirrored, strict=True):
@@ -223,8 +243,9 @@ class InputGuard:
 
     def _check_mirror_probe(self, dims: int) -> None:
         parts = (self.mirror_mean, self.mirror_scale, self.mirror_weights)
-        if any(part is None or part.shape != (2 * dims,) for part in parts):
-            raise ValueError("the guard's mirror probe does not have the shape of the embedding and its halves")
+        width = (1 + self.mirror_groups) * dims
+        if self.mirror_groups < 1 or any(part is None or part.shape != (width,) for part in parts):
+            raise ValueError("the guard's mirror probe does not have the shape of the embedding and its differences")
         finite = all(np.isfinite(part).all() for part in parts) and np.isfinite([self.mirror_bias]).all()
         if not finite or (self.mirror_scale <= 0).any() or not np.isfinite(self.mirror_cutoff):
             raise ValueError("the guard's mirror probe holds non-finite values, a non-positive scale or no cut-off")

@@ -109,6 +109,7 @@ class Engine:
         self._probe_inputs = probe_inputs(self.spec)  # drawn anew at each load
         self._onnx = self._choose_onnx(backend)
         self._guard_maps = self._guard_reads_maps()
+        self._mirror_groups = max(1, self.guard.mirror_groups) if self.guard is not None else 1
         self.batch_size = batch_size or (ONNX_CPU_BATCH if self._onnx is not None else DEFAULT_BATCH)
         self._cam_head = closed_form_head(bundle) if self._onnx is not None and self._onnx.has_cam_features else None
         self._check_probe()
@@ -197,8 +198,8 @@ class Engine:
 
     def _forward(self, inputs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
         """Probabilities (N, 14) and what the input guard reads (``core.guard.guard_features``: the embeddings,
-        with their halves' difference when its mirror probe needs them, from the same pass; None where the ONNX
-        copy predates the embeddings)."""
+        with the feature map's lateral differences when its mirror probe needs them, from the same pass; None
+        where the ONNX copy predates the embeddings)."""
         if not inputs:
             return np.zeros((0, len(self.card.labels)), dtype=np.float32), None
         activation = cam_activation(self.card.architecture)
@@ -209,10 +210,10 @@ class Engine:
                 return sigmoid(logits), embeddings
             names = [OUTPUT_NAME, EMBEDDING_NAME, CAM_FEATURES_NAME]
             logits, embeddings, maps = self._onnx.session.run(names, {INPUT_NAME: batch})
-            return sigmoid(logits), guard_features(embeddings, maps, activation)
+            return sigmoid(logits), guard_features(embeddings, maps, activation, self._mirror_groups)
         torch_model = self._require_torch("Scoring with PyTorch")
         probabilities, embeddings, maps = torch_model.forward(inputs, self.spec, with_maps=self._guard_maps)
-        return probabilities, guard_features(embeddings, maps, activation)
+        return probabilities, guard_features(embeddings, maps, activation, self._mirror_groups)
 
     def _require_torch(self, purpose: str) -> TorchModel:
         if self._torch is None:
