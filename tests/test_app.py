@@ -214,8 +214,8 @@ def test_a_device_the_machine_lacks_is_said_and_auto_recovers(qtbot, tmp_path, t
     window = MainWindow(tiny_bundle, ReviewStore(tmp_path / "r.sqlite3"), device="cuda")
     qtbot.addWidget(window)
     window.show()
-    qtbot.waitUntil(lambda: "no CUDA device" in window.status_label.text(), timeout=60_000)
-    assert window.engine is None
+    qtbot.waitUntil(lambda: "no CUDA device" in window.banner.text(), timeout=60_000)
+    assert window.engine is None and "No model is loaded" in window.banner.text()
     window.device_box.setCurrentText("auto")
     qtbot.waitUntil(lambda: window.engine is not None, timeout=60_000)
     fingerprint = window.engine.card.fingerprint

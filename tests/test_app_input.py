@@ -41,8 +41,51 @@ def test_a_changed_model_bundle_is_refused_and_the_previous_model_kept(qtbot, tm
         handle.write(b"\x00" * 16)
     with qtbot.waitSignal(window.worker.model_failed, timeout=30_000):
         window.request_model.emit(str(changed), "cpu")
-    assert "sha256" in window.status_label.text() and "still using tiny-test-model" in window.status_label.text()
+    assert "sha256" in window.banner.text() and "The model in use is kept: tiny-test-model" in window.banner.text()
+    assert not window.banner.isHidden()
     assert window.engine is kept and window.session.engine is kept
     window.open_paths([str(gui_folder)])
     scored = len(list(iter_study_files([gui_folder]))) - 1  # all but the CT slice
     qtbot.waitUntil(lambda: window.session.counts()["done"] == scored, timeout=60_000)
+
+
+def test_switching_to_a_resealed_bundle_that_disagrees_says_why_and_keeps_the_model(qtbot, tmp_path, tiny_bundle):
+    """Issue 22 items 6 and 16: a card edited to another input size and sealed again is refused in the window
+    with its reason, and the banner says the model in use is kept (no thread traceback, no silent keep)."""
+    import json
+
+    from conftest import make_tiny_bundle
+
+    from cxr_desktop.core import bundle as B
+
+    window = MainWindow(tiny_bundle, ReviewStore(tmp_path / "r.sqlite3"), device="cpu")
+    qtbot.addWidget(window)
+    qtbot.waitUntil(lambda: window.engine is not None, timeout=60_000)
+    kept = window.engine
+    folder = make_tiny_bundle(tmp_path / "resealed", onnx=True)
+    data = json.loads((folder / B.CARD_NAME).read_text())
+    data["preprocessing"]["input_size"] = 128
+    B.write_card(folder, data)
+    with qtbot.waitSignal(window.worker.model_failed, timeout=60_000):
+        window.request_model.emit(str(folder), "cpu")
+    text = window.banner.text()
+    assert "takes 3 x 64 x 64" in text and "The model in use is kept: tiny-test-model" in text
+    assert not window.banner.isHidden() and window.engine is kept and window.device_box.currentText() == "cpu"
+    assert B.NOT_DEFAULT_NOTE in window.findings.model_label.text()
+
+
+def test_a_failed_device_switch_puts_the_device_box_back(qtbot, tmp_path, tiny_bundle, monkeypatch):
+    """The Device box never shows a device the model is not on: a switch that fails goes back."""
+    window = MainWindow(tiny_bundle, ReviewStore(tmp_path / "r.sqlite3"), device="cpu")
+    qtbot.addWidget(window)
+    qtbot.waitUntil(lambda: window.engine is not None, timeout=60_000)
+    monkeypatch.setattr("cxr_desktop.inference.engine.check_device_name", _no_cuda)
+    with qtbot.waitSignal(window.worker.model_failed, timeout=60_000):
+        window.device_box.setCurrentText("cuda")
+    assert window.device_box.currentText() == "cpu" and "no CUDA device here" in window.banner.text()
+    assert window.banner.wordWrap() and "The model in use is kept" in window.banner.text()
+
+
+def _no_cuda(device: str) -> None:
+    if device == "cuda":
+        raise RuntimeError("cuda was requested but there is no CUDA device here (the message is long enough to wrap)")

@@ -213,7 +213,7 @@ def test_heatmap_names_are_unique_for_studies_sharing_a_uid(tmp_path):
     for sub in ("a", "b"):  # the same file (same SOP Instance UID, same stem) in two folders
         (tmp_path / "in" / sub).mkdir(parents=True)
         shutil.copy(source, tmp_path / "in" / sub / "study.dcm")
-    bundle = make_tiny_bundle(tmp_path / "always", cardiomegaly_threshold=0.0)  # every study urgent
+    bundle = make_tiny_bundle(tmp_path / "always", cardiomegaly_threshold=1e-6)  # every study urgent
     heat = tmp_path / "heat"
     args = [str(tmp_path / "in"), "--model", str(bundle), "--out", str(tmp_path / "o.csv"), "--heatmaps", str(heat)]
     assert triage_main([*args, "--quiet"]) == 0

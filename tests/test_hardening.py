@@ -25,7 +25,7 @@ from cxr_desktop.worklist.rows import LATERAL_NOTE, Worklist
 
 @pytest.fixture(scope="module")
 def always_urgent(tmp_path_factory):
-    return make_tiny_bundle(tmp_path_factory.mktemp("always") / "b", cardiomegaly_threshold=0.0)
+    return make_tiny_bundle(tmp_path_factory.mktemp("always") / "b", cardiomegaly_threshold=1e-6)
 
 
 def test_exif_orientation_is_honoured(tmp_path):

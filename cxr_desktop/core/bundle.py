@@ -193,6 +193,17 @@ def check_pinned(folder: Path, card: ModelCard) -> None:
     )
 
 
+NOT_DEFAULT_NOTE = "not the shipped default model"
+NO_GUARD_NOTE = "NO INPUT GUARD: rotated, inverted or non-chest films are not caught"
+
+
+def bundle_notes(card: ModelCard) -> list[str]:
+    """What must be said beside a bundle's fingerprint wherever it is named: that it is not the default model
+    this version shipped (pinned by its integrity record), and that it has no input guard (e.g. removed)."""
+    notes = [] if card.bundle_sha256 == DEFAULT_MODEL_SHA256 else [NOT_DEFAULT_NOTE]
+    return notes if card.guard_file else [*notes, NO_GUARD_NOTE]
+
+
 def load_bundle(folder: str | Path, build_model: bool | None = None) -> LoadedBundle:
     """Validate a bundle (its integrity record, every file it names, the pinned record of the default
     bundle) and return its card and a ready model in eval mode on the CPU. ``build_model`` None: build the

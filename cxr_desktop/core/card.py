@@ -190,6 +190,26 @@ def validate_card_fields(card: ModelCard) -> None:
         raise BundleFormatError(f"card preprocessing input_size {size!r} is out of range (16 to 2048 px)")
     _validate_operating_points(card)
     _validate_closed_form_cam(card.closed_form_cam)
+    _validate_trained_preprocessing(card)
+
+
+def _validate_trained_preprocessing(card: ModelCard) -> None:
+    """The preprocessing the weights were trained with (``provenance.config.preprocessing``, recorded by
+    ``cxr-train export``) must be the card's: a re-sealed card that feeds the model 448 px, or another
+    normalisation, would score every film wrongly and still look healthy."""
+    config = card.provenance.get("config") if isinstance(card.provenance, dict) else None
+    trained = config.get("preprocessing") if isinstance(config, dict) else None
+    if trained is None:
+        return
+    try:
+        recorded = PreprocessSpec.from_dict(trained).to_dict()
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise BundleFormatError(f"provenance.config.preprocessing is invalid: {exc}") from None
+    given = card.spec.to_dict()
+    if recorded != given:
+        changed = sorted(k for k in {*recorded, *given} if recorded.get(k) != given.get(k))
+        detail = ", ".join(f"{k} {given.get(k)!r} (trained with {recorded.get(k)!r})" for k in changed)
+        raise BundleFormatError(f"card preprocessing does not match what the weights were trained with: {detail}")
 
 
 def _validate_closed_form_cam(record: Any) -> None:
@@ -205,7 +225,7 @@ def _validate_closed_form_cam(record: Any) -> None:
 
 
 def _validate_operating_points(card: ModelCard) -> None:
-    """Thresholds in [0, 1], finding names normalised to the canonical spelling."""
+    """Thresholds in (0, 1), finding names normalised to the canonical spelling."""
     if not isinstance(card.operating_points, dict):
         raise BundleFormatError("operating_points must be an object of {point: {finding: threshold}}")
     cleaned: dict[str, dict[str, float]] = {}
@@ -218,8 +238,13 @@ def _validate_operating_points(card: ModelCard) -> None:
                 key, threshold = canonical_finding(finding), float(value)
             except (AttributeError, TypeError, ValueError):
                 raise BundleFormatError(f"operating point {name!r}: bad threshold {finding}={value!r}") from None
-            if not 0.0 <= threshold <= 1.0 or key in cleaned[name]:
-                raise BundleFormatError(f"operating point {name!r}: bad threshold {finding}={value!r}")
+            if key in cleaned[name]:
+                raise BundleFormatError(f"operating point {name!r}: {finding} has two thresholds")
+            # 0 would flag every film and 1 none (scores are sigmoids); NaN fails the comparison too
+            if not 0.0 < threshold < 1.0:
+                raise BundleFormatError(
+                    f"operating point {name!r}: threshold {finding}={value!r} must lie strictly between 0 and 1"
+                )
             cleaned[name][key] = threshold
     card.operating_points = cleaned
 

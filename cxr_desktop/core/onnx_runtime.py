@@ -38,6 +38,11 @@ class OnnxScorer:
         self.has_cam_features = CAM_FEATURES_NAME in names  # exported before the closed-form Grad-CAM: absent
         self._scoring_outputs = names[:2]
 
+    @property
+    def input_shape(self) -> tuple[int | str | None, ...]:
+        """The graph input's shape, e.g. ("batch", 3, 224, 224): fixed sizes as ints, symbolic ones as names."""
+        return tuple(self.session.get_inputs()[0].shape)
+
     def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Logits and, when the file has them, the embeddings (the classifier head's input)."""
         outputs = self.session.run(self._scoring_outputs, {INPUT_NAME: np.ascontiguousarray(batch, dtype=np.float32)})

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from cxr_desktop.core.architectures import cam_activation
-from cxr_desktop.core.bundle import BundleFormatError, LoadedBundle, closed_form_head, load_bundle
+from cxr_desktop.core.bundle import BundleFormatError, LoadedBundle, bundle_notes, closed_form_head, load_bundle
 from cxr_desktop.core.cam import closed_form_cams, map_to_image, scaled_maps
 from cxr_desktop.core.card import CAM_FEATURES_NAME, EMBEDDING_NAME, INPUT_NAME, OUTPUT_NAME
 from cxr_desktop.core.device import check_device_name
@@ -24,7 +24,13 @@ from cxr_desktop.core.guard import LATERAL, OK, guard_features
 from cxr_desktop.core.labels import finding_index
 from cxr_desktop.core.optional_torch import require_torch
 from cxr_desktop.core.preprocess import border_box, normalize_array, resize_to_input, to_uint8
-from cxr_desktop.inference.onnx_scorer import OnnxScorer, onnxruntime_available, open_verified, sigmoid
+from cxr_desktop.inference.onnx_scorer import (
+    OnnxScorer,
+    check_onnx_input,
+    onnxruntime_available,
+    open_verified,
+    sigmoid,
+)
 from cxr_desktop.inference.probe import probe_inputs
 from cxr_desktop.inference.triage import TriagePolicy
 from cxr_desktop.studies.reader import read_study
@@ -73,6 +79,8 @@ BACKENDS = ("auto", "torch", "onnx")
 ONNX_CPU_BATCH = 4
 DEFAULT_BATCH = 16
 NON_FINITE_ERROR = "model output is not finite (NaN or infinite): no score given"
+# a study a model with an input guard scored but its guard could not judge: doubtful, never flagged on its score
+UNCHECKED_GUARD = "input check could not run on this film"
 
 
 class Engine:
@@ -128,8 +136,16 @@ class Engine:
 
     def _check_probe(self) -> None:
         """Refuse a model whose outputs are not finite (e.g. a NaN in its weights) on the probe batch, scored
-        by the backend that will score the studies."""
-        outputs = self.predict_inputs(self._probe_inputs)
+        by the backend that will score the studies, or that cannot run on the inputs its card makes."""
+        if self._onnx is None:
+            check_onnx_input(self.bundle)  # the exported graph still says which input the weights take
+        try:
+            outputs = self.predict_inputs(self._probe_inputs)
+        except Exception as exc:  # noqa: BLE001 - any backend's error: the bundle is refused with it
+            raise BundleFormatError(
+                f"{self.bundle.path}: the model cannot score the inputs its card describes "
+                f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+            ) from None
         if not np.isfinite(outputs).all():
             raise BundleFormatError(
                 f"{self.bundle.path}: the model gives non-finite outputs (NaN or infinite) on a probe image; "
@@ -186,8 +202,13 @@ class Engine:
         return f"{name} ({self.precision}, {self.backend})"
 
     @property
+    def fingerprint_text(self) -> str:
+        """e.g. "fingerprint fb9d6c2105aa", with ``core.bundle.bundle_notes`` (not the default, no guard)."""
+        return "; ".join([f"fingerprint {self.card.fingerprint}", *bundle_notes(self.card)])
+
+    @property
     def description(self) -> str:
-        return f"{self.card.model_id} (fingerprint {self.card.fingerprint}) on {self.device_name}"
+        return f"{self.card.model_id} ({self.fingerprint_text}) on {self.device_name}"
 
     # -- scoring -------------------------------------------------------------------------------------
 
@@ -248,11 +269,19 @@ class Engine:
         return [self._result(p, *by_path.get(id(p), (None, ""))) for p in batch]
 
     def _verdicts(self, embeddings: np.ndarray | None, count: int) -> list[str]:
-        """The input guard's verdict per study; "" (not checked) when the model has no guard."""
-        # non-finite embeddings come with non-finite outputs: those rows become errors in ``_result``
-        if self.guard is None or embeddings is None or not np.isfinite(embeddings).all():
+        """The input guard's verdict per study; "" (not checked) only when the model has no guard. With a guard,
+        a study it could not judge (its features are not finite) gets ``UNCHECKED_GUARD``, which is never
+        flagged urgent on the score alone, and its batch mates are judged as usual."""
+        if self.guard is None:
             return [""] * count
-        return self.guard.verdicts(embeddings)
+        if embeddings is None:
+            return [UNCHECKED_GUARD] * count
+        verdicts = [UNCHECKED_GUARD] * count
+        finite = np.isfinite(embeddings.reshape(count, -1)).all(axis=1)
+        if finite.any():
+            for index, verdict in zip(np.flatnonzero(finite), self.guard.verdicts(embeddings[finite]), strict=True):
+                verdicts[index] = verdict
+        return verdicts
 
     def _result(self, prepared: _Prepared, output: np.ndarray | None, verdict: str) -> StudyResult:
         """One file's result: its error, a refusal of non-finite model outputs, or scores, the guard's verdict
@@ -266,7 +295,8 @@ class Engine:
         scores = self.reported(output)
         if prepared.info is not None and is_lateral(prepared.info.view_position):
             verdict = LATERAL
-        urgent = verdict in (OK, "") and self.policy.is_urgent(scores)
+        flaggable = verdict == OK or (verdict == "" and self.guard is None)
+        urgent = flaggable and self.policy.is_urgent(scores)
         return StudyResult(prepared.path, prepared.info, scores, urgent, quality=verdict)
 
     def triage(

@@ -9,9 +9,9 @@ import logging
 
 import numpy as np
 
-from cxr_desktop.core.bundle import BundleError, LoadedBundle, onnx_path
+from cxr_desktop.core.bundle import BundleError, BundleFormatError, LoadedBundle, onnx_path
 from cxr_desktop.core.onnx_runtime import OnnxScorer, onnxruntime_available, sigmoid  # noqa: F401 - the scorer's API
-from cxr_desktop.core.preprocess import normalize_array
+from cxr_desktop.core.preprocess import PreprocessSpec, normalize_array
 from cxr_desktop.inference.probe import probe_inputs
 
 log = logging.getLogger(__name__)
@@ -35,6 +35,7 @@ def open_verified(
     if path is None:
         return None
     scorer = OnnxScorer(path, threads)
+    check_input_shape(scorer, bundle.card.spec, path.name)
     if bundle.model is None:
         log.info(
             "ONNX Runtime scorer ready (%s); PyTorch is not installed, so the ONNX-vs-weights agreement check "
@@ -55,6 +56,29 @@ def open_verified(
         )
     log.info("ONNX Runtime scorer ready (%s, agrees with the weights to %.1e)", path.name, difference)
     return scorer
+
+
+def check_input_shape(scorer: OnnxScorer, spec: PreprocessSpec, name: str) -> None:
+    """The ONNX graph must take what the card's preprocessing makes: ``channels`` x ``input_size`` squared (a
+    symbolic size accepts any). A card edited to another size is refused here, with the reason, rather than
+    by ONNX Runtime's error at the first batch."""
+    dims = scorer.input_shape
+    expected = (spec.channels, spec.input_size, spec.input_size)
+    fixed = [(got, want) for got, want in zip(dims[1:], expected, strict=False) if isinstance(got, int)]
+    if len(dims) != 4 or any(got != want for got, want in fixed):
+        shown = " x ".join(str(d) for d in dims[1:])
+        raise BundleFormatError(
+            f"{name} takes {shown} inputs, but the card's preprocessing makes {spec.channels} x {spec.input_size} x "
+            f"{spec.input_size} (channels, input_size): the card does not belong to this model"
+        )
+
+
+def check_onnx_input(bundle: LoadedBundle) -> None:
+    """``check_input_shape`` for a bundle scored by PyTorch: its ONNX copy (when it has one and ONNX Runtime is
+    installed) still says which input size the model was exported for."""
+    path = onnx_path(bundle)
+    if path is not None and onnxruntime_available():
+        check_input_shape(OnnxScorer(path, threads=1), bundle.card.spec, path.name)
 
 
 def _torch_probabilities(bundle: LoadedBundle, batch: np.ndarray) -> np.ndarray:

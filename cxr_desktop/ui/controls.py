@@ -3,6 +3,7 @@ point, flagging with an unvalidated model."""
 
 from __future__ import annotations
 
+from collections import deque
 from typing import TYPE_CHECKING
 
 from PySide6.QtGui import QAction, QKeySequence
@@ -59,6 +60,8 @@ class Controls:
         self.device_box.currentTextChanged.connect(self._device_changed)
         bar.addWidget(self.device_box)
         self._requested_model = ""
+        self._pending_devices: deque[str] = deque()  # devices asked for, answered in order by the worker
+        self._engine_device = self.device  # what the Device box shows: the device of the model in use
         self.request_model.connect(self._remember_requested_model)
 
     def _build_settings_menu(self) -> None:
@@ -118,7 +121,7 @@ class Controls:
         policy = self.session.policy
         mode = "\nResearch mode: no study is flagged" if policy.research_mode else ""
         self.findings.model_label.setText(
-            f"Model: {engine.card.model_id} · fingerprint {engine.card.fingerprint}\nDevice: {engine.device_name}\n"
+            f"Model: {engine.card.model_id} · {engine.fingerprint_text}\nDevice: {engine.device_name}\n"
             f"Operating point: {policy.operating_point} "
             f"(flag at {policy.finding.replace('_', ' ')} score ≥ {policy.threshold:.3f}){mode}"
         )
@@ -132,8 +135,20 @@ class Controls:
         self.session.set_max_wait(minutes * 60.0)
         self._refresh_if_stale()
 
-    def _remember_requested_model(self, path: str, _device: str) -> None:
+    def _remember_requested_model(self, path: str, device: str) -> None:
         self._requested_model = path
+        self._pending_devices.append(device)
+
+    def _model_answered(self, loaded: bool) -> None:
+        """The worker loaded (or could not load) the model asked for first: the Device box shows the device of
+        the model in use, so after a failed switch (e.g. to cuda on a machine without one) it goes back."""
+        device = self._pending_devices.popleft() if self._pending_devices else self._engine_device
+        if loaded:
+            self._engine_device = device
+        if self.device_box.currentText() != self._engine_device:
+            self.device_box.blockSignals(True)
+            self.device_box.setCurrentText(self._engine_device)
+            self.device_box.blockSignals(False)
 
     def _device_changed(self, device: str) -> None:
         """Reload the model on ``device``: the one in use, or the one asked for last when none loaded (e.g. the

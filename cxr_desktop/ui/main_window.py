@@ -33,7 +33,13 @@ from cxr_desktop.ui.heatmap_cache import HeatmapCache
 from cxr_desktop.ui.image_view import ImageView
 from cxr_desktop.ui.progress import TriageProgress
 from cxr_desktop.ui.session_bridge import SessionBridge
-from cxr_desktop.ui.worker import HeatmapWorker, ImageLoader, TriageWorker, lower_thread_priority
+from cxr_desktop.ui.worker import (
+    MODEL_FAILED_PREFIX,
+    HeatmapWorker,
+    ImageLoader,
+    TriageWorker,
+    lower_thread_priority,
+)
 from cxr_desktop.ui.worklist_model import WorklistModel, worklist_table
 from cxr_desktop.worklist.export import export_csv
 from cxr_desktop.worklist.reviews import ReviewStore, ReviewStoreError
@@ -252,12 +258,21 @@ class MainWindow(Controls, FileActions, QMainWindow):
             self._show_findings(self.current)
         self.status_label.setText(f"Model {description}")
         self.heatmaps.clear()
+        self._model_answered(loaded=True)
+        if self.banner.text().startswith(MODEL_FAILED_PREFIX):  # an earlier model's failure is over
+            self.banner.say("")
 
     def _model_failed(self, message: str) -> None:
+        """Why the model asked for could not be loaded, in the banner (wrapped, never cut off), and what the
+        app does now: keep the model in use, or wait for one with the studies queued."""
+        self._model_answered(loaded=False)
         if self.engine is not None:  # the worker kept the model it had
-            self.status_label.setText(f"{message} — still using {self.engine.card.model_id}")
+            kept = f"{self.engine.card.model_id} ({self.engine.fingerprint_text}) on {self.engine.device_name}"
+            self.banner.say(f"{message}\nThe model in use is kept: {kept}.")
+            self.status_label.setText(f"Model {self.engine.description}")
         else:
-            self.status_label.setText(message + " — studies stay queued; open a model bundle (Open model…).")
+            self.banner.say(f"{message}\nNo model is loaded: studies stay queued; open a model bundle (Open model…).")
+            self.status_label.setText("No model loaded")
 
     def _session_changed(self, *_) -> None:
         if self._refresh_due.isActive():

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+MODEL_FAILED_PREFIX = "Cannot load model"  # starts every model_failed message
 SETTLE_MS = 1000  # a watched file is read once its size and mtime have not changed for this long
 EMPTY_GRACE_S = 30.0  # an empty watched file is given this long to start filling
 BACKGROUND_NICENESS = 4  # added to the scoring thread's nice value (Linux): the GUI thread gets a core first, while
@@ -67,7 +68,11 @@ class TriageWorker(QObject):
         try:
             engine = Engine.from_path(Path(path), device=device)
         except (BundleError, RuntimeError, ValueError, KeyError) as exc:
-            self.model_failed.emit(f"cannot load model {path}: {exc}")
+            self.model_failed.emit(f"{MODEL_FAILED_PREFIX} {path}: {exc}")
+            return
+        except Exception as exc:  # anything else a broken bundle raises: said in the window, never a thread's traceback
+            log.error("loading model %s failed: %s: %s", path, type(exc).__name__, exc)
+            self.model_failed.emit(f"{MODEL_FAILED_PREFIX} {path}: {type(exc).__name__}: {exc}")
             return
         self.session.set_engine(engine)
         self.model_loaded.emit(engine, engine.description)
