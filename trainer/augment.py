@@ -53,6 +53,25 @@ def _rotate(param: float | None) -> Augment:
     return lambda img, rng: _affine(img, angle=float(rng.uniform(-degrees, degrees)))
 
 
+def _checked_param(
+    name: str, what: str, param: float | None, default: float, bounds: tuple[float, float], unit: str
+) -> float:
+    """``param`` (or ``default``), refused with a message naming the entry when outside ``bounds``."""
+    value = default if param is None else param
+    if not bounds[0] <= value <= bounds[1]:
+        raise ValueError(f"{name}: {what} must be {bounds[0]}-{bounds[1]} {unit}, got {value}")
+    return value
+
+
+def _half_the_time(change: Augment) -> Augment:
+    """``change`` applied to half of the images (one draw of the rng first, whatever happens next)."""
+
+    def apply(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return change(img, rng) if rng.random() < 0.5 else img
+
+    return apply
+
+
 @register("blur", "Gaussian blur with sigma drawn from [0.1, param] pixels (default 2).")
 def _blur(param: float | None) -> Augment:
     top = 2.0 if param is None else param
@@ -61,7 +80,7 @@ def _blur(param: float | None) -> Augment:
 
 @register("hflip", "Horizontal flip with probability 0.5 (ablation only: the heart moves to the wrong side).")
 def _hflip(_: float | None) -> Augment:
-    return lambda img, rng: np.ascontiguousarray(img[:, ::-1]) if rng.random() < 0.5 else img
+    return _half_the_time(lambda img, rng: np.ascontiguousarray(img[:, ::-1]))
 
 
 @register("brightness_contrast", "Brightness ±param (default 0.1) and contrast ×(1±param) on the [0, 1] scale.")
@@ -140,13 +159,10 @@ def _noise(param: float | None) -> Augment:
     "heart), black, white or grey: a box drawn or pasted onto the film.",
 )
 def _cutout(param: float | None) -> Augment:
-    top = 0.3 if param is None else param
-    if not 0.05 <= top <= 0.6:
-        raise ValueError(f"cutout: the box side must be 0.05-0.6 of the image side, got {top}")
+    top = _checked_param("cutout", "the box side", param, 0.3, (0.05, 0.6), "of the image side")
 
+    @_half_the_time
     def apply(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        if rng.random() >= 0.5:
-            return img
         h, w = img.shape
         bh, bw = (max(1, round(rng.uniform(0.05, top) * side)) for side in (h, w))
         y, x = int(rng.integers(0, h - bh + 1)), int(rng.integers(0, w - bw + 1))
@@ -180,13 +196,10 @@ _FONTS = (cv2.FONT_HERSHEY_SIMPLEX, cv2.FONT_HERSHEY_DUPLEX, cv2.FONT_HERSHEY_PL
     "param (default 0.08) of the image height, near the edges, as portable films carry them.",
 )
 def _text(param: float | None) -> Augment:
-    top = 0.08 if param is None else param
-    if not 0.02 <= top <= 0.2:
-        raise ValueError(f"text: the letter height must be 0.02-0.2 of the image height, got {top}")
+    top = _checked_param("text", "the letter height", param, 0.08, (0.02, 0.2), "of the image height")
 
+    @_half_the_time
     def apply(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        if rng.random() >= 0.5:
-            return img
         h, w = img.shape
         out = img.copy()
         for _ in range(int(rng.integers(1, 4))):

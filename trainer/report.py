@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from trainer.comparisons import compare_over_seeds, holm
 from trainer.evaluate import is_degenerate, plot_rocs
 from trainer.gallery import GALLERY, draw_gallery
 from trainer.grid import GridRun
@@ -80,6 +81,36 @@ def config_table(runs: list[GridRun], results: dict[str, dict]) -> list[str]:
     return lines
 
 
+def seed_effects_table(runs: list[GridRun], baseline: dict[str, Any]) -> list[str]:
+    """Each configuration against its baseline over the seeds both have (see ``trainer.comparisons``), with
+    Holm-adjusted p-values over every comparison of the table; empty when no configuration has two seeds."""
+    pairs: dict[str, list[tuple[GridRun, GridRun]]] = defaultdict(list)
+    for run in runs:
+        base = baseline_of(run, runs, baseline)
+        if base is not None:
+            pairs[_config_key(run.values)].append((run, base))
+    if not pairs or max(len(v) for v in pairs.values()) < 2:
+        return []
+    rows = []
+    for key, matched in pairs.items():
+        y = _load_probs(matched[0][0])[0]
+        ours = {run.values.get("seed", 0): _load_probs(run)[1] for run, _ in matched}
+        theirs = {run.values.get("seed", 0): _load_probs(base)[1] for run, base in matched}
+        rows.append((key, compare_over_seeds(y, ours, theirs)))
+    adjusted = holm([c.p_value for _, c in rows])
+    lines = [
+        "| configuration | seeds | mean Δ AUROC (95 % CI) | Δ by seed | seeds agreeing | bootstrap p | Holm p |",
+        "|---|---:|---|---|---:|---:|---:|",
+    ]
+    for (key, c), p_holm in sorted(zip(rows, adjusted, strict=True), key=lambda item: -item[0][1].mean_delta):
+        by_seed = ", ".join(f"{d:+.3f}" for d in c.per_seed_delta)
+        lines.append(
+            f"| {key} | {len(c.seeds)} | {c.mean_delta:+.3f} ({c.ci95[0]:+.3f} to {c.ci95[1]:+.3f}) | {by_seed} | "
+            f"{c.sign_agreement} | {c.p_value:.3g} | {p_holm:.3g} |"
+        )
+    return lines
+
+
 def _gallery_twin(run: GridRun, folders: list[str]) -> Path | None:
     """A run with the same settings in a gallery experiment (trained again with its weights kept)."""
     for folder in folders:
@@ -128,6 +159,22 @@ def write_report(
     if missing:
         gallery_line += f"\n\nNo gallery row (run trained where its weights are no longer kept): {'; '.join(missing)}."
     first = results[runs[0].name]
+    effects = seed_effects_table(runs, baseline)
+    effects_section = (
+        [
+            "## Effects over seeds (paired by seed, Holm-corrected)",
+            "",
+            "Mean over seeds of the configuration's test AUROC minus its baseline's (same seed). 95 % interval "
+            "and two-sided p: two-level bootstrap (2,000 draws; seeds with replacement, then test images with "
+            "replacement, the same images for every run of a draw). Holm p: adjusted over every row of this "
+            "table; read an effect as shown when Holm p < 0.05.",
+            "",
+            *effects,
+            "",
+        ]
+        if effects
+        else []
+    )
     lines = [
         f"# {spec.get('title', spec['name'])}",
         "",
@@ -136,12 +183,14 @@ def write_report(
         f"Finding: **{finding}**. Test set: {first['n_test']} images. Thresholds are chosen on the validation "
         "split for sensitivity ≥ 0.90 and then applied to the test split. 95 % intervals: percentile bootstrap "
         "(1,000 resamples). DeLong p: two-sided test of the run's test AUROC against its baseline counterpart "
-        f"(baseline: {baseline or 'none'}; same seed and other settings).",
+        f"(baseline: {baseline or 'none'}; same seed and other settings; one test per run, not corrected for "
+        "multiple comparisons).",
         "",
         "## Configurations (mean over seeds, best first)",
         "",
         *config_table(runs, results),
         "",
+        *effects_section,
         "## Every run",
         "",
         *run_table(runs, results, baseline),
