@@ -86,10 +86,10 @@ def test_any_exception_of_a_reader_is_that_files_error(tmp_path, tiny_bundle, mo
     cv2.imwrite(str(good), CHEST)
     original = dicom.dicom_info
 
-    def explode(path, ds):
+    def explode(path, *args):
         if path.name == "a_bad.dcm":
             raise ZeroDivisionError("a reader bug")
-        return original(path, ds)
+        return original(path, *args)
 
     monkeypatch.setattr(dicom, "dicom_info", explode)
     result = scan([tmp_path])

@@ -88,7 +88,7 @@ def test_rows_are_ordered_by_score_and_errors_are_rows(tmp_path, folder, engine)
 
 def test_each_study_is_read_once_and_decoded_once(monkeypatch, engine, folder):
     headers = spy(monkeypatch, scan_module, "read_header")
-    decodes = spy(monkeypatch, session_module, "read_pixels")
+    decodes = spy(monkeypatch, session_module, "read_same_study")
     session = TriageSession(engine)
     session.run([folder])
     good = sorted(folder.glob("chest_*.png"))
@@ -142,7 +142,7 @@ def test_the_image_cache_is_bounded_by_count_and_bytes():
 
 
 def test_a_small_cache_decodes_again_only_what_it_let_go(monkeypatch, engine, folder):
-    decodes = spy(monkeypatch, session_module, "read_pixels")
+    decodes = spy(monkeypatch, session_module, "read_same_study")
     session = TriageSession(engine, cache=ImageCache(max_items=2))
     session.run([folder])
     assert len(session.cache) == 2

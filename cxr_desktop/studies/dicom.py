@@ -30,6 +30,7 @@ from cxr_desktop.studies.study import (
     StudyInfo,
     check_pixels,
     content_key,
+    header_text,
     open_regular,
     unit_range,
 )
@@ -55,12 +56,14 @@ NOT_RADIOGRAPH_SOP_CLASSES = {
     }.items()
     for suffix in suffixes
 }
+MEDIA_DIRECTORY = "1.2.840.10008.1.3.10"  # Media Storage Directory Storage: a DICOMDIR
+MAX_RESCALE = 1e6  # |Rescale Slope| and |Rescale Intercept| beyond this (or a slope below 1/this) are refused
 SIZE_FIELDS = {"Rows": 0, "Columns": 0, "SamplesPerPixel": 1, "NumberOfFrames": 1, "BitsAllocated": 0}
 
 
 def _text(ds: Dataset, keyword: str) -> str:
-    value = ds.get(keyword, "")
-    return "" if value is None else str(value).strip()
+    """A header value as text (``header_text``: decoded, capped with an ellipsis)."""
+    return header_text(ds.get(keyword, ""))
 
 
 def int_field(path: Path, ds: Dataset, keyword: str, default: int) -> int:
@@ -99,6 +102,9 @@ def _parse(path: Path, handle: BinaryIO, with_pixels: bool) -> Dataset:
         raise StudyError(path, f"not a readable DICOM file ({exc})") from None
     except (OSError, EOFError, ValueError, KeyError, TypeError, AttributeError, struct.error) as exc:
         raise StudyError(path, f"not a readable DICOM file ({type(exc).__name__}: {exc})") from None
+    meta = getattr(ds, "file_meta", None) or Dataset()
+    if _text(meta, "MediaStorageSOPClassUID") == MEDIA_DIRECTORY or "DirectoryRecordSequence" in ds:
+        raise StudyError(path, "a DICOMDIR (the index of a DICOM disc or folder), not an image: open its folder")
     if len(ds) == 0 or ("SOPClassUID" not in ds and "Rows" not in ds and "Modality" not in ds):
         raise StudyError(path, "not a DICOM file (no DICOM elements found)")
     return ds
@@ -189,15 +195,14 @@ def _first(value: object) -> float:
 
 
 def _to_display(path: Path, ds: Dataset, stored: np.ndarray) -> np.ndarray:
-    """Stored values -> float32 [0, 1] in display polarity (rescale, VOI, MONOCHROME1 inversion)."""
-    slope, intercept = ds.get("RescaleSlope", 1), ds.get("RescaleIntercept", 0)
-    if not (np.isfinite(_first(slope or 1)) and np.isfinite(_first(intercept or 0))):
-        raise StudyError(path, "invalid rescale slope/intercept (NaN or infinite)")
-    values = apply_modality_lut(stored, ds).astype(np.float32)
+    """Stored values -> float32 [0, 1] in display polarity (rescale, VOI, MONOCHROME1 or Presentation LUT
+    Shape INVERSE inversion)."""
+    values = _rescaled(path, ds, stored)
     if "WindowCenter" in ds and "WindowWidth" in ds:
         center, width = _first(ds.WindowCenter), _first(ds.WindowWidth)
         if not (np.isfinite(center) and np.isfinite(width)) or width < 1:
             raise StudyError(path, f"invalid window center/width ({center}, {width})")
+        _check_window(path, values, center, width)
         # DICOM PS3.3 C.11.2.1.2 linear window
         display = np.clip((values - (center - 0.5)) / (width - 1) + 0.5, 0.0, 1.0)
     elif "VOILUTSequence" in ds:
@@ -206,9 +211,43 @@ def _to_display(path: Path, ds: Dataset, stored: np.ndarray) -> np.ndarray:
         display = values / 255.0
     else:
         display = unit_range(values)
-    if _text(ds, "PhotometricInterpretation").upper() == "MONOCHROME1":
+    if inverted_for_display(ds):
         display = 1.0 - display
     return display.astype(np.float32, copy=False)
+
+
+def inverted_for_display(ds: Dataset) -> bool:
+    """Does the film show with low values bright? MONOCHROME1, or a Presentation LUT Shape of INVERSE (which
+    a DX MONOCHROME1 file also carries: it is inverted once, not twice)."""
+    photometric = _text(ds, "PhotometricInterpretation").upper()
+    return photometric == "MONOCHROME1" or _text(ds, "PresentationLUTShape").upper() == "INVERSE"
+
+
+def _rescaled(path: Path, ds: Dataset, stored: np.ndarray) -> np.ndarray:
+    """The modality LUT (Rescale Slope and Intercept) applied; a slope or intercept that is not finite, a zero
+    slope or one far outside any detector's (``MAX_RESCALE``) is refused with its value."""
+    slope, intercept = _first(ds.get("RescaleSlope", 1) or 1), _first(ds.get("RescaleIntercept", 0) or 0)
+    if not (np.isfinite(slope) and np.isfinite(intercept)):
+        raise StudyError(path, "invalid rescale slope/intercept (NaN or infinite)")
+    if slope == 0 or not 1 / MAX_RESCALE <= abs(slope) <= MAX_RESCALE or abs(intercept) > MAX_RESCALE:
+        raise StudyError(
+            path, f"implausible rescale slope {slope:g}, intercept {intercept:g} (slope magnitude 1e-6 to 1e6 allowed)"
+        )
+    return apply_modality_lut(stored, ds).astype(np.float32)
+
+
+def _check_window(path: Path, values: np.ndarray, center: float, width: float) -> None:
+    """A window that misses every pixel value, or is so wide that the whole film falls in one grey level, is
+    refused with its values (it would show, and score, as a blank film)."""
+    low, high = float(values.min()), float(values.max())
+    if center + width / 2 < low or center - width / 2 > high:
+        raise StudyError(
+            path, f"window center {center:g} / width {width:g} lies outside the pixel values ({low:g} to {high:g})"
+        )
+    if (high - low) / width < 2 / 255:
+        raise StudyError(
+            path, f"window width {width:g} is far wider than the pixel values ({low:g} to {high:g}): one grey level"
+        )
 
 
 def _decode(ds: Dataset) -> np.ndarray:
@@ -256,8 +295,7 @@ def _decoded_display(path: Path, ds: Dataset) -> np.ndarray:
     except (ValueError, RuntimeError, AttributeError, TypeError, OSError, KeyError) as exc:
         raise StudyError(path, f"cannot decode pixel data ({type(exc).__name__}: {exc})") from None
     if samples == 3 and stored.ndim == 3 and stored.shape[-1] == 3:
-        if photometric.startswith("YBR"):
-            stored = pydicom.pixels.convert_color_space(stored, photometric, "RGB")
+        # pydicom 3 gives YBR_FULL and YBR_FULL_422 as RGB already (as_rgb): converting again would be wrong
         stored = stored.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
         display = unit_range(stored) if stored.max() > 255 else stored / 255.0
         return check_pixels(path, display.astype(np.float32))

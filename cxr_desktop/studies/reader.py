@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -13,10 +14,13 @@ import numpy as np
 from cxr_desktop.studies.raster import RASTER_SUFFIXES, read_raster, read_raster_header, read_raster_pixels
 from cxr_desktop.studies.study import (
     LoadedStudy,
+    Stamp,
     StudyError,
     StudyInfo,
     check_regular,
+    file_stamp,
     open_regular,
+    same_identity,
     special_kind,
 )
 
@@ -35,6 +39,18 @@ def has_dicom_preamble(path: Path) -> bool:
         return False
 
 
+def unreadable(path: Path) -> bool:
+    """A file that exists but cannot be opened (permission denied, an I/O error): it may be a study, so it is
+    listed and the reader gives the reason, never dropped unseen."""
+    try:
+        os.close(os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)))
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return os.path.lexists(path)
+    return False
+
+
 def candidate_name(path: Path) -> bool:
     """A name a study file may have: a DICOM or raster suffix, none, ``.ima`` or a number."""
     suffix = path.suffix.lower()
@@ -49,7 +65,7 @@ def study_kind(path: Path) -> str | None:
     if suffix in RASTER_SUFFIXES:
         return "raster"
     if candidate_name(path):
-        return "dicom" if has_dicom_preamble(path) else None
+        return "dicom" if has_dicom_preamble(path) or unreadable(path) else None
     return None
 
 
@@ -131,9 +147,37 @@ def read_study(path: Path, metadata: dict[str, str] | None = None) -> LoadedStud
     return _guarded(path, read)
 
 
+class FileChanged(StudyError):
+    """A listed file changed on disk since its header was read: it is to be read again."""
+
+
+class StudyReplaced(FileChanged):
+    """The file holds another study than the one listed: ``study`` is what it holds now (header and pixels
+    from one read), ``stamp`` the file's stamp just before that read."""
+
+    def __init__(self, path: Path, study: LoadedStudy, stamp: Stamp | None) -> None:
+        super().__init__(path, "the file now holds another study than the one listed: it is read again")
+        self.study, self.stamp = study, stamp
+
+
+def read_same_study(path: Path, info: StudyInfo, metadata: dict[str, str] | None = None) -> np.ndarray:
+    """The pixels of the study ``info`` describes, from a read that also gives the header they came with, so
+    that a file replaced since ``info`` was read never lends another patient's pixels to it: StudyReplaced
+    when the file now holds another study, FileChanged when it changed while it was read."""
+    path = Path(path)
+    stamp = file_stamp(path)
+    study = read_study(path, metadata)
+    if file_stamp(path) != stamp:
+        raise FileChanged(path, "the file changed while it was read (still being written?)")
+    if not same_identity(study.info, info):
+        raise StudyReplaced(path, study, stamp)
+    return study.image
+
+
 def read_pixels(path: Path, info: StudyInfo) -> np.ndarray:
     """Decode the pixels of a study whose header (``info``) was read already: the same image as
-    ``read_study(path).image``, without reading or hashing a second header."""
+    ``read_study(path).image``, without reading or hashing a second header. Nothing checks that the file is
+    still the study ``info`` describes: the worklist decodes with :func:`read_study` and compares."""
     path = Path(path)
 
     def read() -> np.ndarray:

@@ -27,25 +27,46 @@ class Scanned:
     path: Path
     info: StudyInfo | None
     error: str = ""
+    folder: bool = False  # a folder that could not be listed (``error`` says why)
 
 
 def iter_study_files(paths: Iterable[str | Path]) -> Iterator[Path]:
-    """Every candidate study file under the given files/folders, sorted, never following directory links."""
+    """Every candidate study file under the given files/folders, sorted, never following directory links (a
+    folder that cannot be listed is logged; :func:`iter_scan` gives it a row)."""
+    for entry in iter_entries(paths):
+        if isinstance(entry, Path):
+            yield entry
+
+
+def iter_entries(paths: Iterable[str | Path], listed: Callable[[Path], None] | None = None) -> Iterator[Path | Scanned]:
+    """:func:`iter_study_files`, with a :class:`Scanned` error in its place for every folder that cannot be
+    listed (permission denied, an I/O error on a share); ``listed(folder)`` is called for each folder listed."""
     for root in paths:
         root = Path(root)
         if not root.is_dir():
             yield root
             continue
-
-        def _report(exc: OSError) -> None:
-            log.warning("cannot list folder %s: %s", exc.filename, exc.strerror)
-
-        for folder, dirs, files in os.walk(root, onerror=_report, followlinks=False):
+        failed: list[OSError] = []
+        for folder, dirs, files in os.walk(root, onerror=failed.append, followlinks=False):
+            yield from _unlisted(failed)
+            if listed is not None:
+                listed(Path(folder))
             dirs.sort()
             for name in sorted(files):
                 path = Path(folder) / name
                 if _listed(path):
                     yield path
+        yield from _unlisted(failed)
+
+
+def _unlisted(failed: list[OSError]) -> Iterator[Scanned]:
+    """The folders ``os.walk`` could not list since the last call, each with its reason."""
+    while failed:
+        exc = failed.pop(0)
+        folder = Path(exc.filename) if exc.filename else Path("?")
+        reason = f"cannot list folder ({exc.strerror or exc}): its studies cannot be triaged"
+        log.warning("cannot list folder %s: %s", folder, exc.strerror or exc)
+        yield Scanned(folder, None, reason, folder=True)
 
 
 def _listed(path: Path) -> bool:
@@ -64,19 +85,24 @@ def iter_scan(
     paths: Iterable[str | Path],
     metadata: Mapping[str, dict[str, str]] | None = None,
     wanted: Callable[[Path], bool] | None = None,
+    listed: Callable[[Path], None] | None = None,
 ) -> Iterator[Scanned]:
     """Read the header of every study file under ``paths`` (those ``wanted`` says, when given), one at a time;
-    a file that cannot be triaged gives its reason and nothing aborts the scan.
+    a file that cannot be triaged gives its reason, so does a folder that cannot be listed (``folder=True``,
+    never asked ``wanted``), and nothing aborts the scan. ``listed(folder)`` is called for each folder listed.
 
     ``metadata`` maps a file name to extra fields (e.g. NIH ``patient_id`` and ``view_position``).
     """
-    for path in iter_study_files(paths):
-        if wanted is not None and not wanted(path):
+    for entry in iter_entries(paths, listed):
+        if isinstance(entry, Scanned):
+            yield entry
+            continue
+        if wanted is not None and not wanted(entry):
             continue
         try:
-            yield Scanned(path, read_header(path, (metadata or {}).get(path.name)))
+            yield Scanned(entry, read_header(entry, (metadata or {}).get(entry.name)))
         except StudyError as exc:  # read_header turns every failure into one
-            yield Scanned(path, None, exc.reason)
+            yield Scanned(entry, None, exc.reason)
 
 
 def scan(paths: Iterable[str | Path], metadata: Mapping[str, dict[str, str]] | None = None) -> ScanResult:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +16,14 @@ MIN_SIDE = 32  # smaller images cannot be a radiograph worth scoring
 # what one file may cost: a 4300^2 16-bit detector image is ~37 MB uncompressed, a 64 M px one 128 MB
 MAX_FILE_BYTES = 256 * 1024 * 1024
 MAX_PIXELS = 64_000_000  # decoded pixels; a 1024^2 radiograph is 1 M px, a 4300^2 detector 18 M px
-LATERAL_VIEWS = {"LL", "RL", "LAT", "LATERAL", "LEFT LATERAL", "RIGHT LATERAL", "XTABLE LATERAL"}
+# words of a view name that say lateral (ViewPosition LL, RL; vendor spellings LLAT, RLAT, LATERAL_LEFT,
+# "LEFT LATERAL", "X-TABLE LAT"...); a decubitus or oblique view is not one (LLD, RLD: frontal, patient on a side)
+LATERAL_WORDS = {"LL", "RL", "LAT", "LATERAL", "LLAT", "RLAT", "LLATERAL", "RLATERAL"}
+NOT_LATERAL_WORDS = ("DECUB", "OBL", "LLD", "RLD", "LLO", "RLO")
+# stored values shown from these percentiles of the film (``unit_range``): hot pixels or a burnt-in marker at
+# full scale do not set the contrast
+ROBUST_PERCENTILES = (0.1, 99.9)
+MAX_TEXT = 64  # characters of a header text shown and written (DICOM's LO and PN allow 64)
 _SPECIAL_KINDS = (
     (stat.S_ISFIFO, "a named pipe (FIFO)"),
     (stat.S_ISSOCK, "a socket"),
@@ -115,7 +123,27 @@ def read_bytes(path: Path) -> bytes:
 
 def is_lateral(view_position: str) -> bool:
     """A lateral projection: outside the scope of a model trained on frontal (PA/AP) films."""
-    return view_position.strip().upper() in LATERAL_VIEWS
+    words = [word for word in re.split(r"[^A-Z]+", view_position.upper()) if word]
+    if any(word.startswith(NOT_LATERAL_WORDS) for word in words):
+        return False
+    return any(word in LATERAL_WORDS for word in words)
+
+
+def header_text(value: object) -> str:
+    """A header value as text to show and write: bytes decoded (never ``b'...'``), NULs and padding stripped,
+    and a value longer than ``MAX_TEXT`` cut with an ellipsis and a short hash of the whole value, so that two
+    long values stay apart and no CSV reader meets a megabyte cell."""
+    if value is None:
+        return ""
+    if isinstance(value, bytes | bytearray):
+        text = bytes(value).decode("utf-8", errors="replace")
+    else:
+        text = str(value)
+    text = text.replace("\x00", "").strip()
+    if len(text) <= MAX_TEXT:
+        return text
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return f"{text[: MAX_TEXT - 12]}…#{digest} ({len(text):,} characters)"
 
 
 def content_key(path: Path) -> str:
@@ -128,9 +156,24 @@ def content_key(path: Path) -> str:
 
 
 def unit_range(image: np.ndarray) -> np.ndarray:
-    """Min-max scale to float32 [0, 1] (used where the stored range carries no display meaning)."""
+    """Scale to float32 [0, 1] from the film's robust range (``robust_range``), clipped (used where the stored
+    range carries no display meaning)."""
     data = image.astype(np.float32, copy=False)
-    low, high = float(data.min()), float(data.max())
+    low, high = robust_range(data)
     if high <= low:
         return np.zeros_like(data)
-    return (data - low) / (high - low)
+    return np.clip((data - low) / (high - low), 0.0, 1.0)
+
+
+def robust_range(data: np.ndarray) -> tuple[float, float]:
+    """The values that set the contrast: the ``ROBUST_PERCENTILES`` of the pixels below the film's maximum (a
+    burnt-in marker or hot pixels at full scale hold the maximum; scattered outliers fall outside the
+    percentiles), from a subsample of at most ~1 M pixels; min and max when most pixels sit at the maximum."""
+    low, high = float(data.min()), float(data.max())
+    step = max(1, int(np.sqrt(data.size / 1_000_000)))
+    sample = data[::step, ::step] if data.ndim == 2 else data.ravel()
+    below = sample[sample < high]
+    if below.size < sample.size // 2:
+        return low, high
+    robust_low, robust_high = (float(v) for v in np.percentile(below, ROBUST_PERCENTILES))
+    return (robust_low, robust_high) if robust_high > robust_low else (low, high)

@@ -35,5 +35,9 @@ class HeatmapCache:
         self._maps.move_to_end(Path(path))
         return stored.astype(np.float32) / 255.0
 
+    def discard(self, path: Path) -> None:
+        """Forget the map of ``path`` (its file now holds another study)."""
+        self._maps.pop(Path(path), None)
+
     def clear(self) -> None:
         self._maps.clear()

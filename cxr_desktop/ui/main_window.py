@@ -103,6 +103,7 @@ class MainWindow(Controls, FileActions, QMainWindow):
         self.bridge.idle.connect(self._precompute_heatmaps)
         self.bridge.notice.connect(self.banner.say)
         self.bridge.policy_changed.connect(self._policy_changed)
+        self.bridge.replaced.connect(self._replaced)
         # a clock, not a poll: waiting times and Max-wait promotions change with time alone
         self._waiting_timer = QTimer(self, interval=WAITING_TICK_MS, timeout=self._refresh)
         self._waiting_timer.start()
@@ -294,6 +295,14 @@ class MainWindow(Controls, FileActions, QMainWindow):
         for path in top:  # queued behind any selected study
             if path not in self.heatmaps:
                 self.request_heatmap.emit(str(path), False)
+
+    def _replaced(self, paths: list) -> None:
+        """Rows whose file now holds another study: their heatmaps are void, the one shown is read anew."""
+        for path in paths:
+            self.heatmaps.discard(path)
+        if self.current is not None and self.current.path in paths:
+            self.view.set_image(None)
+            self.request_image.emit(str(self.current.path))
 
     def _heatmap_ready(self, path: str, heatmap) -> None:
         self.heatmaps.put(Path(path), heatmap)

@@ -15,6 +15,7 @@ class SessionBridge(QObject):
     idle = Signal()
     notice = Signal(str)
     policy_changed = Signal(object)  # TriagePolicy
+    replaced = Signal(list)  # paths of rows whose file now holds another study: their heatmaps are void
 
     def __init__(self, session: TriageSession, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -24,3 +25,4 @@ class SessionBridge(QObject):
         events.idle.connect(self.idle.emit)
         events.notice.connect(self.notice.emit)
         events.policy_changed.connect(self.policy_changed.emit)
+        events.replaced.connect(self.replaced.emit)

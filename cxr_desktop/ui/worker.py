@@ -15,10 +15,10 @@ from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QObject, QThread, QTimer, Signal, Slot
+from PySide6.QtCore import QObject, Qt, QThread, QTimer, Signal, Slot
 
-from cxr_desktop.studies.study import StudyError
-from cxr_desktop.worklist.session import TriageSession, file_stamp
+from cxr_desktop.studies.study import StudyError, file_stamp
+from cxr_desktop.worklist.session import TriageSession
 
 if TYPE_CHECKING:
     from cxr_desktop.inference.engine import Engine
@@ -51,10 +51,14 @@ class TriageWorker(QObject):
 
     model_loaded = Signal(object, str)  # engine, description
     model_failed = Signal(str)
+    files_changed = Signal(list)  # listed files the session found changed on disk: read again, in this thread
 
     def __init__(self, session: TriageSession) -> None:
         super().__init__()
         self.session = session
+        # queued even when the scoring thread itself finds the change: never a scan inside a scoring pass
+        self.files_changed.connect(self.rescan, Qt.ConnectionType.QueuedConnection)
+        session.events.files_changed.connect(self.files_changed.emit)
         self._sightings: dict[Path, tuple[int, int] | None] = {}  # watched files waiting to settle
         self._empty_since: dict[Path, float] = {}  # watched files first seen empty (monotonic time)
         self._recheck_due = False
@@ -85,8 +89,9 @@ class TriageWorker(QObject):
 
     @Slot(list)
     def rescan(self, paths: list[str]) -> None:
-        """From the folder watcher: new files once they have settled, and failed files that changed since."""
-        self.session.add_paths(paths, settled=self._settled, retry_failed=True)
+        """From the folder watcher (and the session): new files once they have settled, and listed files that
+        changed since their header was read (failed ones, and scored ones that may hold another study now)."""
+        self.session.add_paths(paths, settled=self._settled)
         self._score()
 
     def _score(self) -> None:
@@ -147,7 +152,7 @@ class ImageLoader(QObject):
             return
         try:
             image = self.session.image(Path(path))
-        except StudyError as exc:
+        except StudyError as exc:  # also a file that holds another study now: its row is read again first
             self.failed.emit(path, exc.reason)
             return
         if self._wanted is None:  # nothing newer was asked for meanwhile
@@ -198,7 +203,10 @@ class HeatmapWorker(QObject):
             return
         path = self._queue.popleft()
         try:
-            self.ready.emit(path, self.session.heatmap(Path(path)))
+            study = self._study(path)
+            heatmap = self.session.heatmap(Path(path))
+            if self._study(path) == study:  # else its row now holds another study: the window asks again
+                self.ready.emit(path, heatmap)
         except StudyError as exc:
             self.failed.emit(path, exc.reason)
         except Exception as exc:  # e.g. out of memory on the device; the viewer says so
@@ -206,3 +214,7 @@ class HeatmapWorker(QObject):
             self.failed.emit(path, f"heatmap failed: {exc}")
         if self._queue:
             QTimer.singleShot(0, self._next)  # lets a new request (e.g. a selection) in first
+
+    def _study(self, path: str) -> str:
+        row = self.session.row(Path(path))
+        return "" if row is None else row.key

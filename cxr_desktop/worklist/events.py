@@ -49,3 +49,7 @@ class SessionEvents:
         self.idle = Event("idle")  # scoring has caught up with the list
         self.policy_changed = Event("policy_changed")  # (TriagePolicy): a new model or operating point
         self.notice = Event("notice")  # (message): something the user must be told (reviews not read)
+        # (paths): listed files found changed on disk outside a scan (when decoded): to be read again
+        self.files_changed = Event("files_changed")
+        # (paths): rows whose file turned out to hold another study: their earlier heatmaps and images are void
+        self.replaced = Event("replaced")

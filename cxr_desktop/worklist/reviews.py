@@ -30,6 +30,13 @@ SCHEMA = (
     "patient_hash TEXT NOT NULL DEFAULT '')"
 )
 ADDED_COLUMNS = ("instance_key", "patient_hash")
+# when each study was first seen (wall clock): the waiting time and Max-wait priority survive a restart
+ARRIVALS = "CREATE TABLE IF NOT EXISTS arrivals (study_key TEXT PRIMARY KEY, arrived REAL NOT NULL)"
+UPSERT = (
+    "INSERT INTO reviews VALUES (?, coalesce(?, ''), coalesce(?, ''), ?, ?, ?) ON CONFLICT(study_key) DO UPDATE "
+    "SET decision=coalesce(?, decision), comment=coalesce(?, comment), updated=excluded.updated, "
+    "instance_key=excluded.instance_key, patient_hash=excluded.patient_hash"
+)
 
 
 class ReviewStoreError(Exception):
@@ -47,7 +54,14 @@ class ReviewStore:
         self.read_only = False
         self.notice = ""  # what the user must be told about the store (shown as a banner)
         self._lock = threading.Lock()
+        self._poll_lock = threading.Lock()  # one thread notices (and repairs) a deleted store, not two
+        # what this session wrote, so that a store deleted or replaced while the app runs gets it again
+        self._journal: list[tuple[ReviewId, str | None, str | None]] = []
+        self._arrived: dict[str, float] = {}
+        self._pending_notice = ""
         self._db = self._open()
+        self._file = _file_id(self.path)  # the file opened: another one under the path is noticed (``poll``)
+        self._version = self._data_version()
 
     # -- opening -------------------------------------------------------------------------------------
 
@@ -67,6 +81,7 @@ class ReviewStore:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")  # a decision survives power loss once acknowledged
             db.execute(SCHEMA)
+            db.execute(ARRIVALS)
             self._migrate(db)
             db.execute("CREATE INDEX IF NOT EXISTS reviews_instance ON reviews (instance_key)")
             db.execute("PRAGMA user_version=2")  # a write: a store that cannot be written fails here
@@ -132,20 +147,26 @@ class ReviewStore:
     # -- use -----------------------------------------------------------------------------------------
 
     def set(self, study_key: str | ReviewId, decision: str, comment: str = "") -> None:
-        """Store one decision durably; raises ReviewStoreError (with the reason) when it was not saved."""
-        if decision not in DECISIONS:
+        """Store one decision and its comment durably; raises ReviewStoreError (with the reason) when it was
+        not saved."""
+        self.update(study_key, decision, comment)
+
+    def update(self, study_key: str | ReviewId, decision: str | None = None, comment: str | None = None) -> Review:
+        """Store the fields given (None: left as stored, e.g. another window's decision when this one saves a
+        comment) durably in one statement; returns the review as stored now. ReviewStoreError when not saved."""
+        if decision is not None and decision not in DECISIONS:
             raise ValueError(f"decision must be one of {DECISIONS}, got {decision!r}")
         rid = study_key if isinstance(study_key, ReviewId) else ReviewId(study_key)
         if self.read_only:
             raise ReviewStoreError("not saved: the review store is read-only")
+        self.poll()  # a store deleted or replaced meanwhile is recreated first, with this session's decisions
         try:
             with self._lock:
-                self._db.execute(
-                    "INSERT INTO reviews VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(study_key) DO UPDATE SET "
-                    "decision=excluded.decision, comment=excluded.comment, updated=excluded.updated, "
-                    "instance_key=excluded.instance_key, patient_hash=excluded.patient_hash",
-                    (rid.key, decision, comment, time.time(), rid.instance, rid.patient),
-                )
+                self._upsert(rid, decision, comment)
+                self._journal.append((rid, decision, comment))
+                stored = self._db.execute(
+                    "SELECT decision, comment FROM reviews WHERE study_key=?", (rid.key,)
+                ).fetchone()
         except sqlite3.Error as exc:
             log.error("review not saved: %s", exc)
             locked = "locked" in str(exc).lower() or "busy" in str(exc).lower()
@@ -154,6 +175,112 @@ class ReviewStore:
                 if locked
                 else f"not saved: the review store failed ({exc})"
             ) from exc
+        return Review(*stored) if stored else Review(decision or "", comment or "")
+
+    def _upsert(self, rid: ReviewId, decision: str | None, comment: str | None) -> None:
+        values = (rid.key, decision, comment, time.time(), rid.instance, rid.patient)
+        self._db.execute(UPSERT, (*values, decision, comment))
+
+    # -- arrival times -------------------------------------------------------------------------------
+
+    def arrivals(self, first_seen: dict[str, float]) -> dict[str, float]:
+        """The arrival time of each study key: the stored one, else the time given (stored now, so that the
+        wait goes on after a restart). A store that cannot be written keeps the new ones in memory."""
+        if not first_seen:
+            return {}
+        keys = list(first_seen)
+        if not self.read_only:
+            new = [(key, when) for key, when in first_seen.items() if key not in self._arrived]
+            try:
+                with self._lock:
+                    self._db.execute("BEGIN IMMEDIATE")
+                    try:
+                        self._db.executemany("INSERT OR IGNORE INTO arrivals VALUES (?, ?)", new)
+                    finally:
+                        self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                log.error("arrival times not stored: %s", exc)
+        query = "SELECT study_key, arrived FROM arrivals WHERE study_key IN ({marks})"
+        try:
+            stored = dict(self._rows(query, keys))
+        except ReviewStoreError:
+            stored = {}
+        found = {key: stored.get(key, self._arrived.get(key, when)) for key, when in first_seen.items()}
+        self._arrived.update(found)
+        return found
+
+    # -- another window, another file ----------------------------------------------------------------
+
+    def poll(self) -> bool:
+        """Has the store changed under this session: another program (a second window) wrote to it, or the
+        file was deleted or replaced? A deleted or replaced store is recreated (or opened) and this session's
+        decisions and arrival times are written to it again, with a notice (``take_notice``). True when the
+        reviews shown must be read again."""
+        if self.read_only:
+            return False
+        with self._poll_lock:
+            if _file_id(self.path) != self._file:
+                self._reopen()
+                return True
+            version = self._data_version()
+            if version is None:  # locked or failing: looked at again at the next poll
+                return False
+            changed, self._version = version != self._version, version
+            return changed
+
+    def take_notice(self) -> str:
+        """What the user must be told about the store since the last call ("" when nothing)."""
+        notice, self._pending_notice = self._pending_notice, ""
+        return notice
+
+    def _data_version(self) -> int | None:
+        """Changes when another connection (another window, another program) commits to the store."""
+        try:
+            with self._lock:
+                return int(self._db.execute("PRAGMA data_version").fetchone()[0])
+        except sqlite3.Error as exc:
+            log.info("review store version not read: %s", exc)
+            return None
+
+    def _reopen(self) -> None:
+        gone = not self.path.exists()
+        log.error("review store %s was %s while the app ran", self.path, "deleted" if gone else "replaced")
+        with self._lock:
+            try:
+                self._db.close()  # the connection to the file no longer there
+            except sqlite3.Error as exc:
+                log.warning("closing the review store that was %s: %s", "deleted" if gone else "replaced", exc)
+            self._db = self._open()
+            self._file = _file_id(self.path)
+            failed = "" if self.read_only else self._replay()
+        self._version = self._data_version()
+        what = "deleted while the app ran: it was recreated" if gone else "replaced by another file while the app ran"
+        count = len(self._journal)
+        if self.read_only or failed:
+            kept = f"this session's {count} saved decisions are NOT in it ({failed or 'it cannot be written'})"
+        else:
+            kept = f"this session's {count} saved decisions and comments were written to it again"
+        self._pending_notice = f"The review store {self.path} was {what}; {kept}."
+        self.notice = self._pending_notice
+
+    def _replay(self) -> str:
+        """Write this session's decisions and arrival times again (a recreated or replaced store); the error,
+        "" when written. A failure is tried again at the next poll."""
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for rid, decision, comment in self._journal:
+                    self._upsert(rid, decision, comment)
+                self._db.executemany("INSERT OR IGNORE INTO arrivals VALUES (?, ?)", list(self._arrived.items()))
+                self._db.execute("COMMIT")
+            except sqlite3.Error:
+                self._db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            log.error("this session's decisions could not be written to the new review store: %s", exc)
+            self._file = None  # the next poll tries again
+            return f"not written yet: {exc}; tried again at the next save"
+        return ""
 
     def get(self, study_key: str) -> Review:
         return self.get_many([study_key]).get(study_key, Review())
@@ -246,3 +373,12 @@ def _salvage(kept: Path, db: sqlite3.Connection) -> tuple[int, str]:
         db.execute("COMMIT")
         old.close()
     return recovered, stopped
+
+
+def _file_id(path: Path) -> tuple[int, int] | None:
+    """Which file is under ``path`` (device, inode); None when there is none."""
+    try:
+        status = path.stat()
+    except OSError:
+        return None
+    return status.st_dev, status.st_ino

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from cxr_desktop.core.guard import LATERAL, OK
 from cxr_desktop.inference.triage import TriagePolicy
-from cxr_desktop.studies.study import StudyInfo, is_lateral
+from cxr_desktop.studies.study import StudyInfo, is_lateral, same_identity
 from cxr_desktop.worklist.order import QueueEntry, is_overdue, priority_order
 
 if TYPE_CHECKING:  # the engine pulls in torch; the review store must start fast without it
@@ -70,6 +70,7 @@ class Row:
     synthetic: bool = False
     collision: str = ""  # set when another patient's study shares this study's instance
     quality: str = ""  # the input guard's verdict (core.guard): "ok", a short reason, or "" when not checked
+    folder: bool = False  # a folder that could not be listed (``error`` says why): its studies are unseen
 
     @property
     def review_id(self) -> ReviewId:
@@ -155,12 +156,15 @@ class Worklist:
         self._by_path: dict[Path, Row] = {}
         self._by_instance: dict[str, list[Row]] = {}
 
-    def add(self, path: Path, info: StudyInfo | None = None, error: str = "", synthetic: bool = False) -> Row | None:
+    def add(
+        self, path: Path, info: StudyInfo | None = None, error: str = "", synthetic: bool = False, folder: bool = False
+    ) -> Row | None:
         """A new queued (or, with ``error``, failed) row; None if the file is already listed."""
         path = Path(path)
         if path in self._by_path:
             return None
-        row = Row(path, len(self.rows), time.time(), info, ERROR if error else QUEUED, error, synthetic=synthetic)
+        status = ERROR if error else QUEUED
+        row = Row(path, len(self.rows), time.time(), info, status, error, synthetic=synthetic, folder=folder)
         self.rows.append(row)
         self._by_path[path] = row
         if info is not None:
@@ -177,11 +181,34 @@ class Worklist:
                 other.collision = COLLISION_NOTE
 
     def requeue(self, path: Path, info: StudyInfo | None, error: str = "") -> Row | None:
-        """A listed file read again (it changed since it failed): its row starts over."""
+        """A listed file read again (it changed since it was listed): its row starts over, queued or with its
+        reason; when the file now holds another study, the row takes that study's identity (``reidentify``)."""
         row = self._by_path.get(Path(path))
         if row is not None:
+            if info is not None and (row.info is None or not same_identity(row.info, info)):
+                self.reidentify(row, info)
+            elif info is None:  # no longer readable: no study, no review to show
+                row.review = Review()
             row.info, row.error, row.status = info, error, ERROR if error else QUEUED
             row.probabilities, row.urgent, row.check, row.quality = {}, False, False, ""
+        return row
+
+    def reidentify(self, row: Row, info: StudyInfo) -> None:
+        """The row's file now holds another study (``info``): a new study for the worklist. Its identity,
+        instance-clash check and arrival time are the new study's; the review of the old one is detached (the
+        caller attaches the new study's stored review, if any)."""
+        if row.info is not None:
+            old = self._by_instance.get(row.review_id.instance, [])
+            if row in old:
+                old.remove(row)
+        row.info, row.collision, row.review, row.arrived_at = info, "", Review(), time.time()
+        self._check_collision(row)
+
+    def remove(self, path: Path) -> Row | None:
+        """Take a row off the list (a folder that could not be listed and now can: its studies have rows)."""
+        row = self._by_path.pop(Path(path), None)
+        if row is not None:
+            self.rows.remove(row)
         return row
 
     def get(self, path: Path) -> Row | None:
@@ -191,8 +218,10 @@ class Worklist:
         row = self._by_path.get(result.path)
         if row is None:
             return None
-        if row.info is None:  # the header read at the scan stays: a result never replaces it
-            row.info = result.info
+        if result.info is not None and (row.info is None or not same_identity(row.info, result.info)):
+            # the header and pixels scored came from one read of the file: when that read found another study
+            # than the one listed (the file was replaced in between), the row is that study's, never the old one
+            self.reidentify(row, result.info)
         if result.ok:
             row.status, row.error = DONE, ""
             row.probabilities, row.quality = result.probabilities, result.quality

@@ -2,8 +2,9 @@
 
 1. scan: the study files under the folders (``iter_study_files``);
 2. read header: one header per file (``read_header``): the row appears, queued, or with its reason;
-3. decode once into the cache: the display image (``read_pixels``), kept in :class:`ImageCache` for the
-   viewer and Grad-CAM too;
+3. decode once into the cache: header and display image from one read of the file (``read_study``), kept in
+   :class:`ImageCache` for the viewer and Grad-CAM too, under the study's identity: a file that now holds
+   another study than the one listed (replaced meanwhile) re-identifies its row, never gives it its pixels;
 4. score: the engine's batched model;
 5. apply and order: the row gets its scores and tier (urgent, CHECK, routine) at the session's operating point;
    the worklist's reading order (``worklist.order``) places it.
@@ -27,14 +28,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from cxr_desktop.inference.triage import TriagePolicy
-from cxr_desktop.studies.reader import read_pixels
+from cxr_desktop.studies.reader import FileChanged, StudyReplaced, read_same_study
 from cxr_desktop.studies.reader import warm_up as warm_up_readers
 from cxr_desktop.studies.scan import Scanned, iter_scan
-from cxr_desktop.studies.study import StudyError, StudyInfo
+from cxr_desktop.studies.study import Stamp, StudyError, StudyInfo, file_stamp
 from cxr_desktop.worklist.events import SessionEvents
 from cxr_desktop.worklist.image_cache import ImageCache
 from cxr_desktop.worklist.reviews import ReviewStore, ReviewStoreError
-from cxr_desktop.worklist.rows import ERROR, QUEUED, STORE_COLLISION_NOTE, Review, Row, Worklist
+from cxr_desktop.worklist.rows import QUEUED, STORE_COLLISION_NOTE, Review, Row, Worklist
 
 if TYPE_CHECKING:  # the engine pulls in torch; a session is created before the model loads
     from cxr_desktop.inference.engine import Engine, StudyResult
@@ -44,13 +45,9 @@ log = logging.getLogger(__name__)
 SCAN_CHUNK = 64  # rows announced together while a folder is scanned
 
 
-def file_stamp(path: Path) -> tuple[int, int] | None:
-    """(size, mtime in ns), None when the file cannot be looked at (the reader gives the reason)."""
-    try:
-        status = path.stat()
-    except OSError:
-        return None
-    return status.st_size, status.st_mtime_ns
+def _cache_key(path: Path, info: StudyInfo) -> tuple[Path, str, str]:
+    """A decoded image is the study's, not the path's: another study in the same file never gets it."""
+    return path, info.study_key, info.patient_id
 
 
 @dataclass(frozen=True)
@@ -94,7 +91,7 @@ class TriageSession:
         self.engine: Engine | None = None
         self._lock = threading.RLock()
         self._pending: list[Path] = []
-        self._stamps: dict[Path, tuple[int, int] | None] = {}  # when each file was listed
+        self._stamps: dict[Path, Stamp | None] = {}  # each file's stamp when its header was read
         self._done = self._total = 0
         if engine is not None:
             self.set_engine(engine, operating_point)
@@ -152,22 +149,18 @@ class TriageSession:
 
     # -- hops 1 and 2: scan, read headers --------------------------------------------------------------
 
-    def add_paths(
-        self,
-        paths: Iterable[str | Path],
-        settled: Callable[[Path], bool] | None = None,
-        retry_failed: bool = False,
-    ) -> int:
+    def add_paths(self, paths: Iterable[str | Path], settled: Callable[[Path], bool] | None = None) -> int:
         """List the study files under ``paths`` and read each new one's header: one row per file, queued or
-        with its reason. A listed file is skipped, except with ``retry_failed`` a failed one that changed
-        since it was listed; ``settled`` (the watched folder's rule) may hold a file back for a later call.
-        Returns the number of rows added or queued again."""
+        with its reason, and one per folder that cannot be listed. A listed file is read again only when it
+        changed since its header was read (its stamp: size, mtime, inode, ctime): it may hold another study
+        now. ``settled`` (the watched folder's rule) may hold a file back for a later call. Returns the number
+        of rows added or queued again."""
 
         def wanted(path: Path) -> bool:
             stamp = file_stamp(path)
             with self._lock:
                 row = self.worklist.get(path)
-                again = retry_failed and row is not None and row.status == ERROR and stamp != self._stamps.get(path)
+                again = row is not None and row.status != QUEUED and stamp != self._stamps.get(path)
             if (row is not None and not again) or (settled is not None and not settled(path)):
                 return False
             with self._lock:
@@ -175,45 +168,86 @@ class TriageSession:
             return True
 
         count, chunk = 0, []
-        for found in iter_scan([Path(p) for p in paths], self.metadata, wanted):
+        for found in iter_scan([Path(p) for p in paths], self.metadata, wanted, self._folder_listed):
+            if found.folder and self.worklist.get(found.path) is not None:
+                continue  # still cannot be listed: its row says so already
             chunk.append(found)
             if len(chunk) >= SCAN_CHUNK:
                 count += self._list(chunk)
                 chunk = []
         return count + (self._list(chunk) if chunk else 0)
 
+    def _folder_listed(self, folder: Path) -> None:
+        """A folder listed now that could not be listed before: its row goes (its studies get theirs)."""
+        with self._lock:
+            row = self.worklist.get(folder)
+            gone = row is not None and row.info is None and self.worklist.remove(folder) is not None
+        if gone:
+            self.events.rows_changed.emit([folder])
+
     def _list(self, found: list[Scanned]) -> int:
         with self._lock:
-            rows = []
+            rows, replaced = [], []
             for item in found:
-                row = self.worklist.add(item.path, item.info, item.error, synthetic=self.synthetic)
-                if row is None:  # listed before: it failed and has changed since
+                row = self.worklist.add(item.path, item.info, item.error, self.synthetic, item.folder)
+                if row is None:  # listed before and changed since: read again
+                    old = self.worklist.get(item.path)
+                    key = old.key
+                    if old.info is not None:
+                        self.cache.discard(_cache_key(old.path, old.info))
                     row = self.worklist.requeue(item.path, item.info, item.error)
-                    self.cache.discard(item.path)
+                    if row.key != key:
+                        replaced.append(row.path)
                 if row.status == QUEUED:
                     self._pending.append(row.path)
                     self._total += 1
                 rows.append(row)
             ids = {row.path: row.review_id for row in rows if row.info is not None}
         self._attach_reviews(ids)
+        if replaced:
+            self.events.replaced.emit(replaced)
         self.events.rows_changed.emit([row.path for row in rows])
         self.events.progress.emit(*self.progress)
         return len(rows)
 
-    def _attach_reviews(self, ids: dict) -> None:
+    def _attach_reviews(self, ids: dict, arrivals: bool = True) -> None:
+        """The stored review of each row (path: ReviewId) and, with ``arrivals``, the time its study first
+        arrived (stored at its first sighting: the wait survives a restart)."""
         if self.reviews is None or not ids:
             return
         try:
             reviews, collisions = self.reviews.load(list(ids.values()))
+            with self._lock:
+                seen = {rid.key: self.worklist.get(path).arrived_at for path, rid in ids.items()}
+            arrived = self.reviews.arrivals(seen) if arrivals else {}
         except ReviewStoreError as exc:
             self.events.notice.emit(f"Earlier reviews could not be read: {exc}")
             return
         with self._lock:
             for path, rid in ids.items():
                 row = self.worklist.get(path)
-                row.review = reviews.get(rid.key, row.review)
+                if row is None or row.review_id != rid:
+                    continue  # read again meanwhile
+                row.review = reviews.get(rid.key, Review())
+                row.arrived_at = arrived.get(rid.key, row.arrived_at)
                 if rid.key in collisions and not row.collision:
                     row.collision = STORE_COLLISION_NOTE
+
+    def sync_reviews(self) -> bool:
+        """Show what another window saved in the review store meanwhile, and recreate a store deleted or
+        replaced while the app runs (with this session's decisions; the notice says so). True when the rows'
+        reviews were read again."""
+        if self.reviews is None:
+            return False
+        changed = self.reviews.poll()
+        notice = self.reviews.take_notice()
+        if notice:
+            self.events.notice.emit(notice)
+        if changed:
+            with self._lock:
+                ids = {row.path: row.review_id for row in self.worklist.rows if row.info is not None}
+            self._attach_reviews(ids, arrivals=False)
+        return changed
 
     # -- hops 3 to 5: decode once, score, apply ------------------------------------------------------
 
@@ -236,14 +270,31 @@ class TriageSession:
                     return
 
     def _load(self, path: Path) -> tuple[StudyInfo, np.ndarray]:
+        """Scoring's read: the header and the pixels of one read of the file. A file that holds another study
+        than its row's gives that study's header, which the result brings to the row (``Worklist.apply``)."""
         info = self._info(path)
-        return info, self.image(path, info)
+        try:
+            return info, self.image(path, info)
+        except StudyReplaced as replaced:
+            with self._lock:
+                self._stamps[path] = replaced.stamp
+            log.warning("%s: replaced by another study since it was listed; scored as that study", path.name)
+            return replaced.study.info, replaced.study.image
 
     def _apply(self, results: list[StudyResult]) -> None:
         with self._lock:
+            before = {r.path: row.review_id for r in results if (row := self.worklist.get(r.path)) is not None}
             for result in results:
                 self.worklist.apply(result)
             self._done += len(results)
+            replaced = {
+                path: row.review_id
+                for path, rid in before.items()
+                if (row := self.worklist.get(path)).info is not None and row.review_id != rid
+            }
+        self._attach_reviews(replaced)  # the new study's own review (none, usually), never the old one's
+        if replaced:
+            self.events.replaced.emit(list(replaced))
         self.events.rows_changed.emit([result.path for result in results])
         self.events.progress.emit(*self.progress)
 
@@ -256,10 +307,20 @@ class TriageSession:
 
     def image(self, path: Path, info: StudyInfo | None = None) -> np.ndarray:
         """The study's display image (read-only): from the cache, else decoded now and cached. Raises
-        ``StudyError`` with the reason when it cannot be decoded."""
+        ``StudyError`` with the reason when it cannot be decoded, and ``FileChanged`` (``StudyReplaced``: it
+        holds another study now) when the file changed since it was listed: it is to be read again, which
+        ``files_changed`` asks for (the watched folder, or the next opening, reads it)."""
         path = Path(path)
         info = info or self._info(path)
-        return self.cache.get_or_load(path, lambda: read_pixels(path, info))
+        try:
+            return self.cache.get_or_load(
+                _cache_key(path, info), lambda: read_same_study(path, info, self.metadata.get(path.name))
+            )
+        except FileChanged as exc:
+            if isinstance(exc, StudyReplaced):
+                self.cache.put(_cache_key(path, exc.study.info), exc.study.image)
+            self.events.files_changed.emit([path])
+            raise
 
     def heatmap(self, path: Path, finding: str | None = None) -> np.ndarray:
         """Grad-CAM of the urgent finding (or ``finding``) over the study's cached image, in [0, 1]."""
@@ -282,6 +343,7 @@ class TriageSession:
             return self._done, self._total
 
     def snapshot(self, now: float | None = None) -> Snapshot:
+        self.sync_reviews()
         now = time.time() if now is None else now
         with self._lock:
             ordered = self.worklist.ordered(now)
@@ -304,17 +366,21 @@ class TriageSession:
 
     def review(self, path: Path, decision: str, comment: str) -> None:
         """Store a decision and comment durably, then show them; ``ReviewStoreError`` (nothing changed) when
-        they were not saved."""
+        they were not saved. Only what differs from the row as shown is written (field by field): a comment
+        saved here leaves another window's decision on the same study as it is, and the other way round."""
         if self.reviews is None:
             raise ReviewStoreError("not saved: this session has no review store")
         with self._lock:
             row = self.worklist.get(Path(path))
             if row is None or row.info is None:
                 raise ValueError(f"{path} is not a readable study of this worklist")
-            rid = row.review_id
-        self.reviews.set(rid, decision, comment)
+            rid, shown = row.review_id, replace(row.review)
+        changed = {"decision": decision, "comment": comment}
+        changed = {name: value for name, value in changed.items() if value != getattr(shown, name)}
+        stored = self.reviews.update(rid, changed.get("decision"), changed.get("comment"))
         with self._lock:
-            row.review = Review(decision, comment)
+            if row.review_id == rid:
+                row.review = stored
         self.events.rows_changed.emit([row.path])
 
 
