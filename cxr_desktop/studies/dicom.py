@@ -113,14 +113,22 @@ def _parse(path: Path, handle: BinaryIO, with_pixels: bool) -> Dataset:
 def read_dataset(path: Path, with_pixels: bool) -> Dataset:
     """The header, checked (chest radiograph, sizes, pixel-data layout), then with ``with_pixels`` the whole
     dataset: the checks run on the raw bytes before pydicom parses the pixels or anything after them."""
+    return read_identified(path, with_pixels)[0]
+
+
+def read_identified(path: Path, with_pixels: bool) -> tuple[Dataset, str]:
+    """:func:`read_dataset` and the study key, both from one open file (a file replaced meanwhile cannot
+    give one file's header with another's key or pixels): the SOP Instance UID, else the content hash."""
     with open_regular(path) as handle:
         ds = _parse(path, handle, with_pixels=False)
         sizes = check_is_chest_radiograph(path, ds)
         check_pixel_layout(path, ds, handle, os.fstat(handle.fileno()).st_size, sizes)
-        if not with_pixels:
-            return ds
-        handle.seek(0)
-        return _parse(path, handle, with_pixels=True)
+        sop_uid = _text(ds, "SOPInstanceUID")
+        key = f"sop:{sop_uid}" if sop_uid else content_key(path, handle)
+        if with_pixels:
+            handle.seek(0)
+            ds = _parse(path, handle, with_pixels=True)
+        return ds, key
 
 
 def _check_sop_class(path: Path, ds: Dataset) -> None:
@@ -151,9 +159,7 @@ def check_is_chest_radiograph(path: Path, ds: Dataset) -> dict[str, int]:
     return sizes
 
 
-def dicom_info(path: Path, ds: Dataset) -> StudyInfo:
-    sop_uid = _text(ds, "SOPInstanceUID")
-    key = f"sop:{sop_uid}" if sop_uid else content_key(path)
+def dicom_info(path: Path, ds: Dataset, key: str) -> StudyInfo:
     return StudyInfo(
         path=path,
         kind="dicom",
@@ -185,7 +191,7 @@ def view_position(ds: Dataset) -> str:
 
 def read_dicom_header(path: Path) -> StudyInfo:
     """Header only (no pixel decoding): metadata plus the chest-radiograph and layout checks."""
-    return dicom_info(path, read_dataset(path, with_pixels=False))
+    return dicom_info(path, *read_identified(path, with_pixels=False))
 
 
 def _first(value: object) -> float:
@@ -262,8 +268,8 @@ def _decode(ds: Dataset) -> np.ndarray:
 
 def read_dicom(path: Path) -> LoadedStudy:
     """Decode one DICOM chest radiograph to a float32 [0, 1] display-polarity image, with its header."""
-    ds = read_dataset(path, with_pixels=True)
-    return LoadedStudy(dicom_info(path, ds), _display_pixels(path, ds))
+    ds, key = read_identified(path, with_pixels=True)
+    return LoadedStudy(dicom_info(path, ds, key), _display_pixels(path, ds))
 
 
 def read_dicom_pixels(path: Path) -> np.ndarray:

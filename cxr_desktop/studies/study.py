@@ -146,13 +146,42 @@ def header_text(value: object) -> str:
     return f"{text[: MAX_TEXT - 12]}…#{digest} ({len(text):,} characters)"
 
 
-def content_key(path: Path) -> str:
-    """A stable study key from the file's bytes, for files without a SOP Instance UID."""
+def content_key(path: Path, handle: BinaryIO | None = None) -> str:
+    """A stable study key from the file's bytes, for files without a SOP Instance UID: from ``handle`` (read
+    from its start) when given, so that the key comes from the same open file as the header, else the path."""
+    if handle is None:
+        with open_regular(path) as opened:
+            return content_key(path, opened)
     digest = hashlib.sha1()
-    with open_regular(path) as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
+    handle.seek(0)
+    for chunk in iter(lambda: handle.read(1 << 20), b""):
+        digest.update(chunk)
     return "sha1:" + digest.hexdigest()
+
+
+Stamp = tuple[int, int, int, int]
+
+
+def file_stamp(path: Path) -> Stamp | None:
+    """(size, mtime, inode, ctime) of ``path``, None when it cannot be looked at (the reader gives the reason).
+    A file replaced by another (renamed over it, or rewritten with its old size and mtime restored, as
+    ``rsync -a`` or ``cp -p`` do) has another stamp: the inode or the ctime, which no copy can set, differs."""
+    try:
+        status = path.stat()
+    except OSError:
+        return None
+    return status.st_size, status.st_mtime_ns, status.st_ino, status.st_ctime_ns
+
+
+def same_identity(a: StudyInfo, b: StudyInfo) -> bool:
+    """Do two headers name the same study of the same patient (the fields a row and a review are kept by)?"""
+    return (a.study_key, a.patient_id, a.patient_name, a.study_uid, a.accession) == (
+        b.study_key,
+        b.patient_id,
+        b.patient_name,
+        b.study_uid,
+        b.accession,
+    )
 
 
 def unit_range(image: np.ndarray) -> np.ndarray:
