@@ -14,10 +14,13 @@ import os
 import re
 import sys
 from pathlib import Path
+from typing import TextIO
 
 import cv2
 from tqdm import tqdm
 
+from cxr_desktop.cli_outputs import output_problem
+from cxr_desktop.core.atomic import replaced_when_complete, write_bytes_when_complete
 from cxr_desktop.core.bundle import BundleError, BundleMissingError, ModelCard
 from cxr_desktop.core.guard import LATERAL
 from cxr_desktop.core.heatmap_overlay import overlay
@@ -28,7 +31,7 @@ from cxr_desktop.inference.engine import BACKENDS, Engine
 from cxr_desktop.network.listen import __doc__ as listen_doc
 from cxr_desktop.network.listen import add_listen_arguments, serve
 from cxr_desktop.network.produce import ResultSink
-from cxr_desktop.studies.nih import nih_study_metadata, read_nih_table
+from cxr_desktop.studies.nih import NihTableError, nih_study_metadata, read_nih_table
 from cxr_desktop.studies.study import StudyError
 from cxr_desktop.worklist.export import STUDY_COLUMNS, safe_row, study_fields
 from cxr_desktop.worklist.rows import DONE, Row
@@ -63,7 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--heatmaps", type=Path, default=None, help="write Grad-CAM overlays of urgent and CHECK studies here"
     )
     parser.add_argument(
-        "--dicom-out", type=Path, default=None,
+        "--dicom-out",
+        type=Path,
+        default=None,
         help="write each scored DICOM study's results here: an SR, and for an urgent one a heatmap capture",
     )
     parser.add_argument("--nih-labels", type=Path, default=None, help="NIH Data_Entry CSV for patient IDs and views")
@@ -132,17 +137,34 @@ def result_row(row: Row, threshold: float) -> dict[str, str]:
     return safe_row(fields)
 
 
-def write_heatmap(session: TriageSession, row: Row, folder: Path) -> None:
+def write_heatmap(session: TriageSession, row: Row, folder: Path) -> str:
     """The Grad-CAM overlay of a scored study, from the session's decoded image (decoded again only when the
-    bounded cache has let it go)."""
+    bounded cache has let it go), written whole or not at all; returns why it was not written ("" if it was)."""
     try:
         image = session.image(row.path)
     except StudyError as exc:  # the file changed since it was scored
-        log.warning("heatmap skipped for %s: %s", row.path.name, exc.reason)
-        return
+        return exc.reason
     rgb = overlay(to_uint8(image), session.heatmap(row.path))
-    folder.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(folder / heatmap_name(row.path)), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    ok, data = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    if not ok:
+        return "the overlay could not be encoded as PNG"
+    try:
+        write_bytes_when_complete(folder / heatmap_name(row.path), data.tobytes())
+    except OSError as exc:  # e.g. a full disk: no half-written PNG is left
+        return exc.strerror or str(exc)
+    return ""
+
+
+def write_heatmaps(session: TriageSession, rows: list[Row], folder: Path) -> list[str]:
+    """The overlays of the urgent and CHECK studies; returns "file: reason" for each one not written."""
+    failures = []
+    for row in rows:
+        if row.urgent or row.check:
+            reason = write_heatmap(session, row, folder)
+            if reason:
+                log.warning("heatmap of %s not written: %s", row.path.name, reason)
+                failures.append(f"{row.path.name}: {reason}")
+    return failures
 
 
 def heatmap_name(path: Path) -> str:
@@ -189,20 +211,57 @@ def load_engine(args: argparse.Namespace) -> Engine | None:
 
 
 def write_csv(rows: list[Row], threshold: float, path: Path | None) -> None:
-    # a file name that is not valid UTF-8 is written with its odd bytes escaped (\udcff), not lost
-    if path:
-        out = open(path, "w", newline="", encoding="utf-8", errors="backslashreplace")  # noqa: SIM115
-    else:
-        out = sys.stdout
-        out.reconfigure(errors="backslashreplace")
+    """The CSV to ``path`` (through a temporary file beside it, renamed when complete: a failure leaves the
+    previous file or none) or to standard output. A file name that is not valid UTF-8 is written with its odd
+    bytes escaped (\\udcff), not lost."""
+    if path is None:
+        sys.stdout.reconfigure(errors="backslashreplace")
+        _write_rows(sys.stdout, rows, threshold)
+        return
+    with replaced_when_complete(path, "w", newline="", encoding="utf-8", errors="backslashreplace") as out:
+        _write_rows(out, rows, threshold)
+
+
+def _write_rows(out: TextIO, rows: list[Row], threshold: float) -> None:
+    writer = csv.DictWriter(out, fieldnames=COLUMNS)
+    writer.writeheader()
+    for row in rows:
+        writer.writerow(result_row(row, threshold))
+
+
+def check_inputs(args: argparse.Namespace) -> tuple[str, dict[str, dict[str, str]] | None]:
+    """Everything that can be wrong before any study is scored: the paths, the outputs, the NIH label file.
+    Returns what is wrong ("" when nothing) and the NIH metadata when asked for."""
+    missing = [str(p) for p in args.paths if not p.exists()]
+    if missing:
+        return f"no such file or folder: {', '.join(missing)}", None
+    problem = output_problem(args.out, args.heatmaps)
+    if problem or not args.nih_labels:
+        return problem, None
     try:
-        writer = csv.DictWriter(out, fieldnames=COLUMNS)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow(result_row(row, threshold))
-    finally:
-        if path:
-            out.close()
+        return "", nih_study_metadata(read_nih_table(args.nih_labels))
+    except NihTableError as exc:
+        return str(exc), None
+
+
+def write_outputs(session: TriageSession, rows: list[Row], args: argparse.Namespace) -> int:
+    """The CSV and the heatmaps; every output that could not be written is said on stderr, and the exit code
+    is then 1."""
+    status = 0
+    try:
+        write_csv(rows, session.policy.threshold, args.out)
+    except OSError as exc:
+        kept = "the previous file is kept" if args.out is not None and args.out.is_file() else "nothing was written"
+        print(f"cxr-triage: could not write {args.out}: {exc.strerror or exc}; {kept}", file=sys.stderr)
+        status = 1
+    failures = write_heatmaps(session, rows, args.heatmaps) if args.heatmaps else []
+    if failures:
+        flagged = sum(r.urgent or r.check for r in rows)
+        print(f"cxr-triage: {len(failures)} of {flagged} heatmaps NOT written to {args.heatmaps}:", file=sys.stderr)
+        for failure in failures:
+            print(f"cxr-triage:   {failure}", file=sys.stderr)
+        status = 1
+    return status
 
 
 def summary(rows: list[Row]) -> list[str]:
@@ -235,14 +294,13 @@ def main(argv: list[str] | None = None) -> int:
         return listen(argv[1:])
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    problem, metadata = check_inputs(args)
+    if problem:
+        print(f"cxr-triage: {problem}", file=sys.stderr)
+        return 2
     engine = load_engine(args)
     if engine is None:
         return 2
-    missing = [str(p) for p in args.paths if not p.exists()]
-    if missing:
-        print(f"cxr-triage: no such file or folder: {', '.join(missing)}", file=sys.stderr)
-        return 2
-    metadata = nih_study_metadata(read_nih_table(args.nih_labels)) if args.nih_labels else None
     session = TriageSession(engine, metadata=metadata, allow_unvalidated=args.allow_unvalidated)
     session.add_paths(args.paths)
     files = session.rows_in_arrival()
@@ -259,17 +317,13 @@ def main(argv: list[str] | None = None) -> int:
     session.score_pending()
     bar.close()
     rows = session.rows_in_arrival()
-    write_csv(rows, session.policy.threshold, args.out)
-    if args.heatmaps:
-        for row in rows:
-            if row.urgent or row.check:
-                write_heatmap(session, row, args.heatmaps)
+    status = write_outputs(session, rows, args)
     if args.dicom_out:
         written = write_dicom_results(session, rows, args.dicom_out)
         print(f"cxr-triage: {written} DICOM result objects written to {args.dicom_out}", file=sys.stderr)
     for line in summary(rows):
         print(f"cxr-triage: {line}", file=sys.stderr)
-    return 0
+    return status
 
 
 if __name__ == "__main__":
