@@ -269,6 +269,13 @@ def summary(rows: list[Row]) -> list[str]:
     scored = [r for r in rows if r.status == DONE]
     urgent, check = sum(r.urgent for r in rows), sum(r.check for r in rows)
     lines = [f"{len(scored)} scored, {urgent} urgent, {check} check, {len(rows) - len(scored)} errors"]
+    unlisted = [r for r in rows if r.folder]
+    if unlisted:
+        named = ", ".join(str(r.path) for r in unlisted[:5]) + (" …" if len(unlisted) > 5 else "")
+        lines.append(
+            f"{len(unlisted)} folder{'s' if len(unlisted) > 1 else ''} could not be listed (their studies are not "
+            f"triaged; counted among the errors, reason in the error column): {named}"
+        )
     if check:
         lines.append(
             f"{check} CHECK studies: score at or above the threshold, but the input check doubts the film "
