@@ -90,6 +90,8 @@ def dciodvfy_errors(path: Path) -> list[str]:
 
 
 def dsrdump(path: Path) -> str:
-    result = subprocess.run([require_tool("dsrdump"), str(path)], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [require_tool("dsrdump"), "+Pl", "+Pu", str(path)], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, f"dsrdump cannot parse {path.name}: {result.stderr}"
     return result.stdout
