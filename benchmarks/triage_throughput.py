@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from study_folder import SHARED, build_folder  # benchmarks/study_folder.py
+from study_folder import SHARED, build_folder, shared_sources  # benchmarks/study_folder.py
 
 from cxr_desktop.core.bundle import load_bundle
 from cxr_desktop.core.preprocess import preprocess, resize_to_input, to_uint8
@@ -151,6 +151,7 @@ def main() -> None:
     parser.add_argument("--shared", type=Path, default=SHARED)
     parser.add_argument("--bf16-check", type=int, default=0, metavar="N", help="compare bf16 on N NIH images")
     args = parser.parse_args()
+    shared_sources(args.shared, args.with_dicoms)  # before any timing: says what is missing, if anything
     model_dir = args.model or default_model_dir()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, model {model_dir.name}", flush=True)
     for name, rate in model_only(model_dir).items():

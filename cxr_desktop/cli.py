@@ -33,7 +33,14 @@ from cxr_desktop.network.listen import add_listen_arguments, serve
 from cxr_desktop.network.produce import ResultSink
 from cxr_desktop.studies.nih import NihTableError, nih_study_metadata, read_nih_table
 from cxr_desktop.studies.study import StudyError
-from cxr_desktop.worklist.export import STUDY_COLUMNS, safe_row, study_fields
+from cxr_desktop.worklist.export import (
+    STUDY_COLUMNS,
+    UNCHECKED,
+    quality_cell,
+    safe_row,
+    study_fields,
+    threshold_cell,
+)
 from cxr_desktop.worklist.rows import DONE, Row
 from cxr_desktop.worklist.session import TriageSession
 
@@ -42,7 +49,6 @@ log = logging.getLogger("cxr_desktop.cli")
 # ``quality`` (the input guard's verdict), then ``priority`` (urgent, check, routine; empty when not scored)
 # came last so that the first 23 columns stay where they were
 COLUMNS = [*STUDY_COLUMNS, "cardiomegaly_threshold", *FINDINGS, "quality", "priority"]
-UNCHECKED = "unchecked"  # a scored study whose model has no input guard
 
 
 def _positive_int(text: str) -> int:
@@ -131,8 +137,8 @@ def write_dicom_results(session: TriageSession, rows: list[Row], folder: Path) -
 def result_row(row: Row, threshold: float) -> dict[str, str]:
     status = "ok" if row.status == DONE else "error"
     fields = study_fields(row.path, status, row.error, row.info, row.urgent, row.probabilities)
-    fields["cardiomegaly_threshold"] = f"{threshold:.6f}"
-    fields["quality"] = (row.quality or UNCHECKED) if status == "ok" else ""
+    fields["cardiomegaly_threshold"] = threshold_cell(threshold)
+    fields["quality"] = quality_cell(row)
     fields["priority"] = row.priority
     return safe_row(fields)
 

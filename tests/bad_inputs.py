@@ -12,6 +12,7 @@ from pathlib import Path
 
 import cv2
 import hostile_inputs as hostile
+import hostile_inputs_round3 as round3
 import numpy as np
 from PIL import Image
 from pydicom.encaps import encapsulate
@@ -260,6 +261,77 @@ CASES: list[Case] = [
         lambda p: _dicom(p, patient_id='=HYPERLINK("http://x")'),
         "",
         "scored; the CSV cell is written as '=HYPERLINK… (a quote keeps spreadsheets from running it)",
+    ),  # fmt: skip
+    # round 3 (issue 22): valid files read wrong, broken ones with a misleading reason
+    Case(
+        "MONOCHROME2 with Presentation LUT Shape INVERSE",
+        "inverse_lut.dcm",
+        round3.inverse_lut_dicom,
+        "",
+        "shown and scored inverted as the header says (an upright film, not a negative)",
+    ),  # fmt: skip
+    *(
+        Case(
+            f"lateral view (ViewPosition {view})",
+            f"lateral_{view.lower().replace(' ', '_')}.dcm",
+            round3.view_dicom(view),
+            "",
+            "scored but outside the model's scope: never flagged urgent",
+        )
+        for view in ("LLAT", "RLAT", "LATERAL_LEFT")
+    ),
+    Case(
+        "12-bit DICOM with a burnt-in marker and hot pixels at 4095",
+        "marker_4095.dcm",
+        round3.marker_dicom,
+        "",
+        "contrast from the 0.1-99.9 percentiles below full scale: the marker does not flatten the film",
+    ),  # fmt: skip
+    Case(
+        "16-bit PNG with a burnt-in marker and hot pixels at 65535",
+        "marker_65535.png",
+        round3.hot_pixel_png,
+        "",
+        "contrast from the 0.1-99.9 percentiles below full scale",
+    ),  # fmt: skip
+    Case(
+        "pydicom's SC_ybr_full_422_uncompressed.dcm",
+        "ybr_full_422.dcm",
+        round3.pydicom_file("SC_ybr_full_422_uncompressed.dcm"),
+        "",
+        "4:2:2 pixel data is 2 bytes a pixel; decoded to RGB once, then gray",
+    ),  # fmt: skip
+    Case(
+        "truncated JPEG over 64 KB",
+        "truncated_big.jpg",
+        round3.truncated_big_jpeg,
+        "corrupt or truncated JPEG",
+    ),  # fmt: skip
+    Case(
+        "window center and width 1e30",
+        "absurd_window.dcm",
+        lambda p: _dicom(p, extra={"WindowCenter": "1e30", "WindowWidth": "1e30"}),
+        "lies outside the pixel values",
+    ),  # fmt: skip
+    Case(
+        "window width 1e12 (every pixel in one grey level)",
+        "wide_window.dcm",
+        lambda p: _dicom(p, extra={"WindowCenter": "100", "WindowWidth": "1e12"}),
+        "far wider than the pixel values",
+    ),  # fmt: skip
+    Case(
+        "RescaleSlope 1e36",
+        "slope_1e36.dcm",
+        lambda p: _dicom(p, extra={"RescaleSlope": "1e36"}),
+        "implausible rescale slope",
+    ),  # fmt: skip
+    Case("DICOMDIR (a disc's index)", "DICOMDIR", round3.pydicom_file("DICOMDIR"), "a DICOMDIR"),
+    Case(
+        "1 MB Patient ID and 100 KB Patient Name",
+        "huge_patient.dcm",
+        round3.huge_patient_dicom,
+        "",
+        "scored; shown and written as the first 52 characters, an ellipsis, a hash and the length",
     ),  # fmt: skip
 ]
 

@@ -186,7 +186,7 @@ def test_cxr_triage_and_the_app_give_the_same_rows(tmp_path, tiny_bundle, folder
     worker.start()
     worker.join(120)
     app_out = tmp_path / "app.csv"
-    export_csv(app.snapshot().rows, app_out)
+    export_csv(app.snapshot().rows, app_out, threshold=app.policy.threshold)
     with open(cli_out, newline="") as a, open(app_out, newline="") as b:
         cli = {r["path"]: r for r in csv.DictReader(a)}
         shown = {r["path"]: r for r in csv.DictReader(b)}

@@ -18,7 +18,8 @@ def test_high_bit_depth_monochrome2(tmp_path, bits):
     pixels = (BASE.astype(np.uint32) * ((1 << bits) - 1) // 255).astype(np.uint16)
     image = read_study(write_dicom(tmp_path / "a.dcm", pixels, bits_stored=bits)).image
     expected = (BASE - BASE.min()) / float(BASE.max() - BASE.min())
-    assert np.abs(image - expected).max() < 0.01
+    # the stored range is stretched from its 0.1 to 99.9 percentiles (studies.study.robust_range): ~1 % off min-max
+    assert np.abs(image - expected).max() < 0.02
 
 
 def test_monochrome1_is_inverted(tmp_path):
@@ -77,7 +78,7 @@ def test_png_variants(tmp_path):
     for name in ("rgb.png", "rgba.png"):
         assert np.array_equal(read_study(tmp_path / name).image, BASE)
     sixteen = read_study(tmp_path / "g16.png").image
-    assert np.abs(sixteen - (ref - ref.min()) / (ref.max() - ref.min())).max() < 1e-5
+    assert np.abs(sixteen - (ref - ref.min()) / (ref.max() - ref.min())).max() < 0.02  # robust stretch, as above
     assert np.abs(read_study(tmp_path / "g.jpg").image.astype(int) - BASE).max() <= 3
 
 

@@ -136,3 +136,42 @@ def test_a_gzipped_nih_table_with_a_byte_order_mark_is_read(tmp_path):
     with gzip.open(path, "wt", encoding="utf-8-sig") as handle:
         handle.write("Image Index,Finding Labels,Patient ID,View Position\nx.png,No Finding,7,pa\n")
     assert read_nih_table(path)["x.png"].view_position == "PA"
+
+
+# -- the app's export (item 16) ------------------------------------------------------------------------
+
+
+def test_the_app_export_explains_each_row_and_is_written_whole(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from cxr_desktop.studies.study import StudyInfo
+    from cxr_desktop.worklist.export import COLUMNS, export_csv
+    from cxr_desktop.worklist.rows import CHECK, DONE, ERROR, Row
+
+    info = StudyInfo(Path("a.png"), "raster", "sha1:a", patient_id="P1")
+    doubted = Row(Path("a.png"), 0, 0.0, info, DONE, probabilities={"Cardiomegaly": 0.9}, check=True)
+    doubted.quality = "probably inverted"
+    plain = Row(Path("b.png"), 1, 0.0, info, DONE, probabilities={"Cardiomegaly": 0.1})
+    failed = Row(Path("c.png"), 2, 0.0, None, ERROR, error="file is empty")
+    out = tmp_path / "export.csv"
+    export_csv([doubted, plain, failed], out, threshold=0.305)
+    records = list(csv.DictReader(out.open()))
+    assert {"quality", "cardiomegaly_threshold", "priority"} <= set(COLUMNS)
+    assert [r["quality"] for r in records] == ["probably inverted", "unchecked", ""]
+    assert [r["priority"] for r in records] == [CHECK, "routine", ""]
+    assert {r["cardiomegaly_threshold"] for r in records} == {"0.305000"}
+    _full_after(1, monkeypatch)
+    with pytest.raises(OSError):
+        export_csv([doubted, plain, failed], out, threshold=0.305)
+    assert len(list(csv.DictReader(out.open()))) == 3 and sorted(p.name for p in tmp_path.iterdir()) == ["export.csv"]
+
+
+def test_the_benchmark_study_folder_says_what_it_needs_without_the_shared_data(tmp_path):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from study_folder import build_folder
+
+    with pytest.raises(SystemExit, match="needs the shared real data at .*images-1024"):
+        build_folder(tmp_path, 10, tmp_path / "nothing")

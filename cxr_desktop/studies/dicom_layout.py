@@ -41,7 +41,10 @@ def _is_encapsulated(ds: Dataset) -> bool:
 
 def expected_pixel_bytes(ds: Dataset, sizes: dict[str, int]) -> int:
     """Bytes that rows x columns x samples x frames x bits allocated take (before the even-length pad)."""
-    bits = sizes["Rows"] * sizes["Columns"] * sizes["SamplesPerPixel"] * sizes["NumberOfFrames"]
+    samples = sizes["SamplesPerPixel"]
+    if samples == 3 and str(ds.get("PhotometricInterpretation", "")).strip().upper() == "YBR_FULL_422":
+        samples = 2  # 4:2:2: each pair of pixels stores two Y values, one Cb and one Cr (PS3.3 C.7.6.3.1.2)
+    bits = sizes["Rows"] * sizes["Columns"] * samples * sizes["NumberOfFrames"]
     return (bits * sizes["BitsAllocated"] + 7) // 8
 
 

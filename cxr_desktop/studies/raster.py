@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 RASTER_SUFFIXES = {".png", ".jpg", ".jpeg"}
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 JPEG_END = b"\xff\xd9"
+JPEG_SCAN = b"\xff\xda"  # start of scan: entropy-coded data follows (it never holds 0xFFDA)
 TRAILING_TOLERANCE = 64 * 1024  # bytes after the image's end marker that are accepted
 MAX_PNG_CHUNKS = 1_000_000
 EXIF_ORIENTATION = 0x0112
@@ -65,6 +66,9 @@ def read_image_bytes(path: Path) -> bytes:
     elif len(data) > TRAILING_TOLERANCE and data.startswith(b"\xff\xd8"):
         # a JPEG: its end marker must be near the end of the file
         if data.rfind(JPEG_END, len(data) - TRAILING_TOLERANCE) < 0:
+            # no end marker after the last scan's start: the file was cut (an earlier one is a thumbnail's)
+            if data.rfind(JPEG_END) < data.rfind(JPEG_SCAN):
+                raise StudyError(path, "corrupt or truncated JPEG (the file ends before its end-of-image marker)")
             _refuse_trailing(path, len(data), "a JPEG end marker")
     return data
 

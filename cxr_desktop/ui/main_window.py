@@ -212,7 +212,8 @@ class MainWindow(Controls, FileActions, QMainWindow):
     def export(self, path: Path) -> None:
         try:
             rows = self.session.snapshot().rows
-            export_csv(rows, path)
+            policy = self.session.policy
+            export_csv(rows, path, threshold=policy.threshold if policy is not None else None)
         except OSError as exc:
             log.error("export failed: %s", exc)
             self.banner.say(f"Export to {path} failed: {exc.strerror or exc}")

@@ -6,13 +6,16 @@ import csv
 import math
 from pathlib import Path
 
+from cxr_desktop.core.atomic import replaced_when_complete
 from cxr_desktop.core.labels import FINDINGS
 from cxr_desktop.studies.study import StudyInfo
-from cxr_desktop.worklist.rows import Row
+from cxr_desktop.worklist.rows import DONE, Row
 
 STUDY_COLUMNS = ["path", "status", "error", "study_key", "patient_id", "study_date", "view_position", "urgent"]
 # ``priority`` (the study's tier, ``Row.priority``: urgent, check, routine, or empty when not scored) came last
-COLUMNS = [*STUDY_COLUMNS, "decision", "comment", *FINDINGS, "priority"]
+# then what explains the tier: the input guard's verdict and the flag threshold (issue 22, item 16)
+COLUMNS = [*STUDY_COLUMNS, "decision", "comment", *FINDINGS, "priority", "quality", "cardiomegaly_threshold"]
+UNCHECKED = "unchecked"  # the quality of a scored study whose model has no input guard
 # cells the product formats itself as numbers: written as they are (a negative number is not a formula)
 NUMERIC_COLUMNS = frozenset({"urgent", "cardiomegaly_threshold", *FINDINGS})
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -47,17 +50,29 @@ def study_fields(
     return fields
 
 
+def quality_cell(row: Row) -> str:
+    """The input guard's verdict of a scored study ("unchecked" without a guard); empty when not scored."""
+    return (row.quality or UNCHECKED) if row.status == DONE else ""
+
+
+def threshold_cell(threshold: float | None) -> str:
+    return "" if threshold is None else f"{threshold:.6f}"
+
+
 def probability_cell(value: float | None) -> str:
     """A score as written to CSV; empty for a finding without a score (untrained, missing or NaN)."""
     return "" if value is None or math.isnan(value) else f"{value:.6f}"
 
 
-def export_csv(rows: list[Row], path: Path) -> None:
+def export_csv(rows: list[Row], path: Path, threshold: float | None = None) -> None:
+    """``rows`` as CSV; ``threshold``: the flag threshold in use."""
     # a file name that is not valid UTF-8 is written with its odd bytes escaped (\udcff), not lost
-    with open(path, "w", newline="", encoding="utf-8", errors="backslashreplace") as handle:
+    # written whole or not at all: a full disk leaves the previous export (``core.atomic``)
+    with replaced_when_complete(path, "w", newline="", encoding="utf-8", errors="backslashreplace") as handle:
         writer = csv.DictWriter(handle, fieldnames=COLUMNS)
         writer.writeheader()
         for row in rows:
             record = study_fields(row.path, row.status, row.error, row.info, row.urgent, row.probabilities)
             record.update(decision=row.review.decision, comment=row.review.comment, priority=row.priority)
+            record.update(quality=quality_cell(row), cardiomegaly_threshold=threshold_cell(threshold))
             writer.writerow(safe_row(record))
