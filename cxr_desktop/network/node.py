@@ -72,6 +72,8 @@ TRANSFER_SYNTAXES = [
     RLELossless,
 ]
 SUCCESS, OUT_OF_RESOURCES, NOT_MATCHING, CANNOT_UNDERSTAND, UNABLE_TO_PROCESS = 0x0000, 0xA700, 0xA900, 0xC210, 0xC211
+# studies scored together before their results go out: a burst is not held back until all of it is scored
+TRIAGE_BATCH = 8
 SHUTDOWN_GRACE_S = 30.0  # how long open associations may take to finish after SIGTERM
 
 ScoredCallback = Callable[[Row], None]
@@ -222,7 +224,7 @@ class DicomNode:
             except queue.Empty:
                 continue
             paths = [first]
-            while True:  # what arrived meanwhile is scored in the same batches
+            while len(paths) < TRIAGE_BATCH:  # what arrived meanwhile is scored together, a few at a time
                 try:
                     paths.append(self._queue.get_nowait())
                 except queue.Empty:
