@@ -67,6 +67,14 @@ def test_the_preprocessing_the_weights_were_trained_with_is_checked(tmp_path):
             B.load_bundle(folder)
 
 
+def test_a_card_resealed_with_another_channel_count_is_refused_by_the_weights(tmp_path):
+    """No ONNX copy and no provenance: the weights' first convolution still says how many channels it takes."""
+    source = make_tiny_bundle(tmp_path / "b")
+    folder = _resealed(source, tmp_path, lambda d: d["preprocessing"].update(channels=1, normalization="unit"))
+    with pytest.raises(B.BundleFormatError, match="weights take 3-channel images.*makes 1"):
+        B.load_bundle(folder)
+
+
 @pytest.mark.parametrize(
     "value",
     [{"input_size": "224"}, {"input_size": 224.5}, {"input_size": True}, {"normalization": "imagenet2"}]
@@ -191,3 +199,22 @@ def test_without_a_guard_unchecked_studies_still_flag(tmp_path):
     engine = Engine.from_path(make_tiny_bundle(tmp_path / "plain", cardiomegaly_threshold=1e-6), device="cpu")
     results = list(engine.triage(_paths(tmp_path, 2)))
     assert all(r.quality == "" and r.urgent for r in results)
+
+
+@pytest.mark.parametrize("normalization", ["unit", "symmetric"])
+def test_a_normalisation_the_weights_were_not_trained_with_is_refused_by_the_guard(tmp_path, normalization):
+    """Card and provenance both edited and sealed again (the ONNX graph takes the same shape): the shipped
+    model's own input guard finds none of the probe's real radiographs a chest film, so the bundle is refused."""
+
+    def edit(data):
+        data["preprocessing"]["normalization"] = normalization
+        data["provenance"]["config"]["preprocessing"]["normalization"] = normalization
+
+    folder = _resealed(default_model_dir(), tmp_path, edit)
+    with pytest.raises(B.BundleFormatError, match="none of 4 shipped chest radiographs looks like a chest film"):
+        Engine.from_path(folder, device="cpu")
+
+
+def test_the_shipped_model_passes_its_own_guard_probe_at_every_load():
+    for _ in range(3):  # the probe's radiographs are drawn and varied anew at each load
+        Engine.from_path(default_model_dir(), device="cpu")

