@@ -16,6 +16,7 @@ from cxr_desktop.ui.main_window import MainWindow
 from cxr_desktop.ui.worker import TriageWorker
 from cxr_desktop.worklist.reviews import ReviewStore
 from cxr_desktop.worklist.rows import DONE, ERROR
+from cxr_desktop.worklist.session import TriageSession
 
 PNG = cv2.imencode(".png", CHEST)[1].tobytes()
 
@@ -75,9 +76,11 @@ def test_a_failed_file_is_read_again_when_it_changes(qtbot, tiny_bundle, tmp_pat
 
 def test_an_empty_file_is_waited_for_until_it_fills(qtbot, tiny_bundle, tmp_path, monkeypatch):
     """A copy that creates the file and writes only later (longer than the settle time): no error row. The
-    model's first pass is made to end late (its idle comes after the folder was opened), which made this test
-    fail every time while the fixture waited for any idle (it failed once in a while in a loaded full run)."""
-    first_pass = TriageWorker._score
+    scoring thread is made slow, as in a loaded full run: the model's first pass ends late (its idle comes after
+    the folder was opened) and the opening is scanned late. The fixture waited for any idle and took the first
+    pass's for the opening's: the test wrote its file before the scan, which read it unsettled (empty: an error
+    row). With the fixture's old wait this test failed every time; it failed once in a while before."""
+    first_pass, listing = TriageWorker._score, TriageSession.add_paths
 
     def late_first_pass(self):
         if not getattr(self, "_late", False):
@@ -85,7 +88,13 @@ def test_an_empty_file_is_waited_for_until_it_fills(qtbot, tiny_bundle, tmp_path
             time.sleep(1.0)
         first_pass(self)
 
+    def late_opening(self, paths, settled=None):
+        if paths and settled is None:  # the opening's scan, in the scoring thread (not the watch's rescans)
+            time.sleep(1.0)
+        return listing(self, paths, settled)
+
     monkeypatch.setattr(TriageWorker, "_score", late_first_pass)
+    monkeypatch.setattr(TriageSession, "add_paths", late_opening)
     window, folder = watching_window(qtbot, tiny_bundle, tmp_path)
     path = folder / "slow-copy.png"
     path.touch()
