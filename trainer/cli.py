@@ -12,6 +12,7 @@ from pathlib import Path
 import yaml
 
 from cxr_desktop.core.preprocess import PreprocessSpec
+from trainer.guard_site import add_guard_site_parser
 from trainer.overlap_cli import add_overlap_parser
 
 RAW = argparse.RawDescriptionHelpFormatter
@@ -314,6 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_onnx_experiment_and_list(sub)
     _add_guard(sub)
+    add_guard_site_parser(sub)
     add_overlap_parser(sub)
     return parser
 

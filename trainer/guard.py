@@ -66,12 +66,20 @@ class Embedder:
     feature map's lateral differences in ``groups``) of uint8 gray images, in batches, on the CPU or a GPU."""
 
     def __init__(
-        self, model: nn.Module, architecture: str, spec: PreprocessSpec, device: torch.device, batch_size: int = 32
+        self,
+        model: nn.Module,
+        architecture: str,
+        spec: PreprocessSpec,
+        device: torch.device,
+        batch_size: int = 32,
+        groups: int | None = None,
     ) -> None:
         self.model, self.architecture = model.eval().to(device), architecture
         self.spec, self.device, self.batch_size = spec, device, batch_size
         self.dims = classifier_head(self.model).in_features
-        self.groups = 1  # set from the feature map's width at the first batch: up to MIRROR_PAIRS column pairs
+        # the lateral differences: ``groups`` (an existing guard's ``mirror_groups``), else set from the feature
+        # map's width at the first batch, up to MIRROR_PAIRS column pairs
+        self.fixed_groups, self.groups = groups, groups or 1
 
     def __call__(self, grays: Iterable[np.ndarray]) -> np.ndarray:
         inputs = [resize_to_input(np.ascontiguousarray(g), self.spec) for g in grays]
@@ -80,7 +88,7 @@ class Embedder:
             batch = normalize_input(torch.from_numpy(np.stack(inputs[start : start + self.batch_size])), self.spec)
             with torch.inference_mode():
                 _, embedding, maps = forward_with_features(self.model, self.architecture, batch.to(self.device))
-            self.groups = max(1, min(MIRROR_PAIRS, maps.shape[-1] // 2))
+            self.groups = self.fixed_groups or max(1, min(MIRROR_PAIRS, maps.shape[-1] // 2))
             activation = cam_activation(self.architecture)
             embeddings, maps = embedding.float().cpu().numpy(), maps.float().cpu().numpy()
             out.append(guard_features(embeddings, maps, activation, self.groups))
