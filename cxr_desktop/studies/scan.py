@@ -65,7 +65,7 @@ def _unlisted(failed: list[OSError]) -> Iterator[Scanned]:
         exc = failed.pop(0)
         folder = Path(exc.filename) if exc.filename else Path("?")
         reason = f"cannot list folder ({exc.strerror or exc}): its studies cannot be triaged"
-        log.warning("cannot list folder %s: %s", folder, exc.strerror or exc)
+        log.info("cannot list folder %s: %s", folder, exc.strerror or exc)  # the row says it (a sweep every 15 s)
         yield Scanned(folder, None, reason, folder=True)
 
 
