@@ -154,6 +154,7 @@ class Worklist:
         self.max_wait_s = max_wait_s
         self.policy = policy
         self._by_path: dict[Path, Row] = {}
+        self._arrivals = 0  # rows added so far: each row's arrival number
         self._by_instance: dict[str, list[Row]] = {}
 
     def add(
@@ -164,7 +165,8 @@ class Worklist:
         if path in self._by_path:
             return None
         status = ERROR if error else QUEUED
-        row = Row(path, len(self.rows), time.time(), info, status, error, synthetic=synthetic, folder=folder)
+        self._arrivals += 1  # never reused: a row may be removed (``remove``)
+        row = Row(path, self._arrivals, time.time(), info, status, error, synthetic=synthetic, folder=folder)
         self.rows.append(row)
         self._by_path[path] = row
         if info is not None:
