@@ -23,7 +23,7 @@ from cxr_desktop.cli_outputs import output_problem
 from cxr_desktop.core.atomic import replaced_when_complete, write_bytes_when_complete
 from cxr_desktop.core.bundle import BundleError, BundleMissingError, ModelCard
 from cxr_desktop.core.guard import LATERAL
-from cxr_desktop.core.heatmap_overlay import overlay
+from cxr_desktop.core.heatmap_overlay import flag_scale, overlay
 from cxr_desktop.core.labels import FINDINGS
 from cxr_desktop.core.preprocess import to_uint8
 from cxr_desktop.core.resources import default_model_dir
@@ -150,7 +150,9 @@ def write_heatmap(session: TriageSession, row: Row, folder: Path) -> str:
         image = session.image(row.path)
     except StudyError as exc:  # the file changed since it was scored
         return exc.reason
-    rgb = overlay(to_uint8(image), session.heatmap(row.path))
+    policy = session.policy  # the map weighed by the score over the flag threshold, as the app shows it
+    scale = flag_scale(row.probabilities.get(policy.finding), policy.threshold) if policy is not None else 1.0
+    rgb = overlay(to_uint8(image), session.heatmap(row.path), scale=scale)
     ok, data = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     if not ok:
         return "the overlay could not be encoded as PNG"

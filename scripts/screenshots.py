@@ -1,11 +1,14 @@
-"""Save screenshots of the app's main states (offscreen, 1,500 x 900) on the shipped demo with the shipped model:
+"""Save screenshots of the app's main states (offscreen, at 1,920 x 1,080 and 1,280 x 800) on the shipped demo
+with the shipped model:
 
     QT_QPA_PLATFORM=offscreen .venv/bin/python scripts/screenshots.py [--refused FILE] [--out docs/screenshots]
 
-worklist.png (the demo triaged, the top study selected with its heatmap), heatmap.png (the viewer and the
-findings of that study), help.png (Help > Keys and gestures, F1), input-check.png (a demo film turned 90° and
-one inverted, which the input guard doubts) and refused-file.png (a file that is not a chest radiograph,
-selected: by default the CT slice of ../shared/data/dicom, else a generated one).
+worklist.png and worklist-1280x800.png (the demo triaged, the top study selected with its heatmap),
+heatmap.png (the viewer and the findings of that study), help.png (Help > Keys and gestures, F1),
+input-check.png (a demo film turned 90° and one inverted, which the input guard doubts), refused-file.png (a
+file that is not a chest radiograph, selected: by default the CT slice of ../shared/data/dicom, else a
+generated one) and ai-off.png (no model could be loaded). The app's settings (splitter, text size) are a
+fresh file's, not the user's.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ["CXR_SETTINGS"] = os.path.join(tempfile.mkdtemp(prefix="cxr-screenshots-"), "settings.ini")
 
 from PySide6.QtCore import QRect  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
@@ -40,10 +44,21 @@ def wait(app: QApplication, condition: Callable[[], bool], seconds: float = 120)
         time.sleep(0.02)
 
 
-def open_window(app: QApplication, store: Path, paths: list[str]) -> MainWindow:
-    window = MainWindow(default_model_dir(), ReviewStore(store), device="cpu", demo=True)
-    window.resize(1500, 900)
+LARGE, SMALL = (1920, 1080), (1280, 800)
+
+
+def open_window(
+    app: QApplication, store: Path, paths: list[str], size: tuple[int, int] = LARGE, model: Path | None = None
+) -> MainWindow:
+    window = MainWindow(model or default_model_dir(), ReviewStore(store), device="cpu", demo=True)
+    window.resize(*size)
     window.show()
+    if model is not None:  # a model that cannot be loaded: AI triage is off
+        wait(app, lambda: window.model.ai_off)
+        window.open_paths(paths)
+        wait(app, lambda: len(window.session.rows_in_arrival()) >= len(paths))
+        wait(app, lambda: False, 1.0)
+        return window
     wait(app, lambda: window.engine is not None)
     window.open_paths(paths)
     wait(app, lambda: len(window.session.rows_in_arrival()) >= len(paths) and window.session.counts()["queued"] == 0)
@@ -97,6 +112,11 @@ def main(argv: list[str] | None = None) -> int:
     app = QApplication(sys.argv[:1])
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
+        window = open_window(app, Path(tmp) / "r0.sqlite3", [str(demo_dir())], SMALL)
+        select(app, window, 0, heatmap=True)
+        window.grab().save(str(args.out / "worklist-1280x800.png"))
+        window.close()
+
         window = open_window(app, Path(tmp) / "r.sqlite3", [str(demo_dir())])
         select(app, window, 0, heatmap=True)
         window.grab().save(str(args.out / "worklist.png"))
@@ -122,7 +142,12 @@ def main(argv: list[str] | None = None) -> int:
         select(app, window, index, heatmap=False)
         window.grab().save(str(args.out / "input-check.png"))
         window.close()
-    for name in ("worklist", "heatmap", "help", "refused-file", "input-check"):
+
+        window = open_window(app, Path(tmp) / "r4.sqlite3", [str(demo_dir())], model=Path(tmp) / "no-model")
+        select(app, window, 0, heatmap=False)
+        window.grab().save(str(args.out / "ai-off.png"))
+        window.close()
+    for name in ("worklist", "worklist-1280x800", "heatmap", "help", "refused-file", "input-check", "ai-off"):
         log.info("saved %s", args.out / f"{name}.png")
     return 0
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# the app's own settings (splitter, text size, reader) go to a file of this test run, not the user's
+os.environ.setdefault("CXR_SETTINGS", os.path.join(tempfile.mkdtemp(prefix="cxr-settings-"), "settings.ini"))
 
 # The base install (the app on the CPU) has no PyTorch and none of the trainer's packages; the README's test
 # command installs [dev], which has them all. Where they are truly absent, a test module that imports them is

@@ -111,9 +111,9 @@ def test_reviews_survive_a_restart(qtbot, tmp_path, median_bundle, gui_folder):
     window = open_window(qtbot, median_bundle, store, gui_folder)
     target = next(r for r in window.model.visible if r.status == DONE)
     select(qtbot, window, target)
-    window.review("dismissed")
     window.comment.setText("old film, compare")
-    window._save_comment()
+    window.review("dismissed")  # the comment typed is saved with the decision; the next study is selected
+    assert window.current.path != target.path
     key = target.key
     window.close()
 

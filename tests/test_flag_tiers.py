@@ -25,7 +25,7 @@ from cxr_desktop.studies.study import StudyInfo
 from cxr_desktop.ui.app import build_parser
 from cxr_desktop.ui.banner import UNVALIDATED_STYLE
 from cxr_desktop.ui.main_window import MainWindow
-from cxr_desktop.ui.worklist_model import CHECK_BG, COLUMNS
+from cxr_desktop.ui.worklist_model import CHECK_BG, CHECK_CUE, COLUMNS
 from cxr_desktop.worklist.export import export_csv
 from cxr_desktop.worklist.order import QueueEntry, priority_order
 from cxr_desktop.worklist.reviews import ReviewStore
@@ -265,13 +265,15 @@ def test_the_app_says_research_mode_and_shows_a_check_row_once_flags_are_allowed
 
     window.allow_unvalidated_action.trigger()  # Settings ▸ Flag with an unvalidated model: re-tiered at once
     assert "UNVALIDATED" in window.mode_banner.text() and UNVALIDATED_STYLE == window.mode_banner.styleSheet()
-    assert [model.text(row, priority) for row in model.visible][:5] == ["URGENT"] * 3 + ["CHECK", ""]
+    flags = [model.text(row, priority) for row in model.visible][:5]
+    assert flags == ["Suspected cardiomegaly"] * 3 + ["Check film", ""]
     check = model.visible[3]
     assert check.path.name == "demo_02-inverted.png"
     reason = f"input doubtful: {INVERTED}"
     assert model.text(check, COLUMNS.index("Other findings")) == f"⚠ {INVERTED}"
     assert f"CHECK — score above threshold, {reason}" in model.data(model.index(3, 0), Qt.ItemDataRole.ToolTipRole)
-    assert model.data(model.index(3, 0), Qt.ItemDataRole.BackgroundRole).color() == CHECK_BG
+    assert model.data(model.index(3, 1), Qt.ItemDataRole.BackgroundRole).color() == CHECK_BG
+    assert model.data(model.index(3, 0), Qt.ItemDataRole.BackgroundRole).color() == CHECK_CUE  # the Flag cell
     assert "1 check" in window.counts_label.text()
 
     window.table.selectRow(3)

@@ -173,5 +173,6 @@ def test_the_app_shows_a_lock_and_a_collision_without_freezing(qtbot, tiny_bundl
     assert time.monotonic() - started < 1.0
     assert window.current.review.decision == "" and "locked" in window.banner.text()
     other.execute("ROLLBACK")
-    window.review("confirmed")
-    assert window.current.review.decision == "confirmed"
+    decided = window.current
+    window.review("confirmed")  # saved; the selection moves on to the next study
+    assert window.session.row(decided.path).review.decision == "confirmed"

@@ -46,8 +46,15 @@ def closed_form_cams(features: np.ndarray, head_row: np.ndarray, activation: str
 
 def scaled_maps(cams: np.ndarray, height: int, width: int) -> np.ndarray:
     """Raw Grad-CAM maps (N, h, w) -> maps in [0, 1] at input resolution (N, height, width): scaled to
-    [0, 1], resized, scaled again, as pytorch-grad-cam does."""
-    return np.stack([_unit(cv2.resize(_unit(cam), (width, height))) for cam in cams]).astype(np.float32)
+    [0, 1], resized, scaled again, as pytorch-grad-cam does, except that the coarse map (7 x 7 for a 224 px
+    input) is upsampled bicubically (clipped at 0), not bilinearly: bilinear upsampling draws its hot area with
+    straight, square edges."""
+    return np.stack([_unit(upsample(_unit(cam), width, height)) for cam in cams]).astype(np.float32)
+
+
+def upsample(cam: np.ndarray, width: int, height: int) -> np.ndarray:
+    """A coarse map resized smoothly (bicubic; the overshoot below 0 is cut)."""
+    return np.maximum(cv2.resize(cam.astype(np.float32), (width, height), interpolation=cv2.INTER_CUBIC), 0.0)
 
 
 def _unit(cam: np.ndarray) -> np.ndarray:

@@ -30,6 +30,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="flag studies even when the model has no external validation record (default: research mode, no "
         "flag; also Settings ▸ Flag with an unvalidated model)",
     )
+    parser.add_argument(
+        "--nih-labels",
+        type=Path,
+        default=None,
+        help="NIH Data_Entry CSV (plain or .gz): patient IDs and views for NIH PNG files (as cxr-triage takes it)",
+    )
     parser.add_argument("--self-test", action="store_true", help="triage generated DICOMs (and PATHS), print, exit")
     return parser
 
@@ -138,6 +144,15 @@ def main(argv: list[str] | None = None) -> int:
     from cxr_desktop.ui.main_window import MainWindow
     from cxr_desktop.worklist.reviews import ReviewStore
 
+    metadata = None
+    if args.nih_labels is not None:
+        from cxr_desktop.studies.nih import nih_study_metadata, read_nih_table
+
+        try:
+            metadata = nih_study_metadata(read_nih_table(args.nih_labels))
+        except (OSError, KeyError, ValueError, UnicodeDecodeError) as exc:
+            print(f"cxr-desktop: cannot read the NIH label file {args.nih_labels}: {exc}", file=sys.stderr)
+            return 2
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("CXR Triage")
     window = MainWindow(
@@ -147,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         max_wait_minutes=args.max_wait,
         demo=args.demo,
         allow_unvalidated=args.allow_unvalidated,
+        metadata=metadata,
     )
     paths = list(args.paths)
     if args.demo:

@@ -7,11 +7,12 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QCheckBox, QComboBox, QLabel, QSpinBox, QToolBar
+from PySide6.QtWidgets import QCheckBox, QComboBox, QInputDialog, QLabel, QSpinBox, QToolBar
 
 from cxr_desktop.ui.banner import ALLOW_HINT
 from cxr_desktop.ui.help import HelpDialog
 from cxr_desktop.ui.operating_point import OperatingPointBox
+from cxr_desktop.ui.preferences import FONT_PT, READER
 
 if TYPE_CHECKING:
     from cxr_desktop.inference.triage import TriagePolicy
@@ -34,10 +35,12 @@ class Controls:
             action.triggered.connect(slot)
             bar.addAction(action)
         bar.addSeparator()
-        self.urgent_only = QCheckBox("Urgent only")
-        self.urgent_only.setToolTip("Only the flagged studies: URGENT and CHECK")
-        self.unreviewed_only = QCheckBox("Unreviewed only")
+        self.urgent_only = QCheckBox("Flagged only (F)")
+        self.urgent_only.setToolTip("Only the flagged studies: suspected, and Check film (F)")
+        self.unreviewed_only = QCheckBox("Unreviewed only (U)")
+        self.unreviewed_only.setToolTip("Only the studies without a decision yet (U); a decided study leaves the list")
         self.hot_folder = QCheckBox("Watch folder")
+        self.hot_folder.setToolTip("Add new studies as they arrive in the folders opened")
         for box in (self.urgent_only, self.unreviewed_only, self.hot_folder):
             bar.addWidget(box)
         self.urgent_only.toggled.connect(self._filters_changed)
@@ -65,13 +68,50 @@ class Controls:
         self.request_model.connect(self._remember_requested_model)
 
     def _build_settings_menu(self) -> None:
-        """Settings ▸ Flag with an unvalidated model: off by default (research mode), on with --allow-unvalidated."""
+        """Settings ▸ Flag with an unvalidated model: off by default (research mode), on with --allow-unvalidated;
+        Settings ▸ Larger / Smaller text (kept between runs)."""
         action = QAction(ALLOW_HINT.split(" ▸ ")[1], self, checkable=True)
         action.setChecked(self.session.allow_unvalidated)
         action.setToolTip("Flag studies even when the model has no external validation record (shown in red)")
         action.toggled.connect(self.set_allow_unvalidated)
-        self.menuBar().addMenu("&Settings").addAction(action)
+        menu = self.menuBar().addMenu("&Settings")
+        menu.addAction(action)
         self.allow_unvalidated_action = action
+        for text, key, step in (("Larger text", "Ctrl++", 1), ("Smaller text", "Ctrl+-", -1)):
+            sized = QAction(text, self)
+            sized.setShortcuts([QKeySequence(key), *([QKeySequence("Ctrl+=")] if step > 0 else [])])
+            sized.triggered.connect(lambda _=False, step=step: self.set_text_size(self.font().pointSize() + step))
+            menu.addAction(sized)
+        self.set_text_size(int(self.settings.value(FONT_PT, self.font().pointSize())))
+        reader = QAction("Reader name…", self)
+        reader.setToolTip("The name stored with each of your decisions (the OS account's until you give one)")
+        reader.triggered.connect(self.ask_reader)
+        menu.addAction(reader)
+
+    def ask_reader(self) -> None:
+        """Settings ▸ Reader name…: the name stored with each decision from now on (kept between runs)."""
+        name, ok = QInputDialog.getText(self, "Reader", "Your name, stored with each decision:", text=self.reader)
+        if ok and name.strip():
+            self.set_reader(name.strip())
+
+    def set_reader(self, name: str) -> None:
+        self.reader = name
+        self.settings.setValue(READER, name)
+        self.statusBar().showMessage(f"Decisions are now signed by {name}", 4000)
+
+    def set_text_size(self, points: int) -> None:
+        """The window's text size (6 to 24 pt), kept for the next run."""
+        points = min(max(points, 6), 24)
+        font = self.font()
+        font.setPointSize(points)
+        self.setFont(font)
+        self.settings.setValue(FONT_PT, points)
+
+    def choose_operating_point(self) -> None:
+        """Ctrl+P: the operating-point list opened, to pick one that flags fewer (or more) studies."""
+        if self.point_box.isEnabled():
+            self.point_box.setFocus()
+            self.point_box.showPopup()
 
     def set_allow_unvalidated(self, allow: bool) -> None:
         """Flag (or stop flagging) with a model that has no external validation record, at once."""
@@ -104,7 +144,7 @@ class Controls:
             return
         urgent = self.session.set_operating_point(name)
         self.findings.set_card(self.engine.card, name)
-        self._policy_shown(f"Operating point {name}: {urgent} urgent")
+        self._policy_shown(f"Operating point {name}: {urgent} flagged")
 
     def _policy_shown(self, message: str) -> None:
         """After the user's own change of policy: the worklist re-tiered at once (not with the next batch's

@@ -1,10 +1,11 @@
-"""The study viewer: window/level by left-drag, pan by middle-drag (or Shift+left), wheel zoom, fit,
-and a Grad-CAM overlay with a toggle and an opacity."""
+"""The study viewer: window/level by left-drag, pan by middle-drag (or Shift+left), wheel zoom, fit (kept on
+resize until the reader zooms), invert, and a Grad-CAM overlay with a toggle and an opacity, weighed by the
+study's score over the flag threshold (``core.heatmap_overlay``)."""
 
 from __future__ import annotations
 
 import numpy as np
-from PySide6.QtCore import QPointF, Qt
+from PySide6.QtCore import QPointF, Qt, Signal
 from PySide6.QtGui import QImage, QPainter, QPixmap
 from PySide6.QtWidgets import QGraphicsPixmapItem, QGraphicsScene, QGraphicsView
 
@@ -19,6 +20,8 @@ def rgb_to_qimage(rgb: np.ndarray) -> QImage:
 
 
 class ImageView(QGraphicsView):
+    window_changed = Signal(float, float)  # center, width: the Window box follows
+
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
         self.setScene(QGraphicsScene(self))
@@ -29,6 +32,9 @@ class ImageView(QGraphicsView):
         self.scene().addItem(self._item)
         self.image: np.ndarray | None = None
         self.heatmap: np.ndarray | None = None
+        self.heat_scale = 1.0  # the study's score over the flag threshold, at most 1 (``flag_scale``)
+        self.inverted = False  # the reader's display choice: kept from study to study
+        self.zoomed = False  # the reader zoomed: a resize keeps the zoom instead of fitting the film again
         self.show_heatmap = True
         self.opacity = 0.4
         self.center, self.width = DEFAULT_WINDOW
@@ -36,19 +42,27 @@ class ImageView(QGraphicsView):
 
     # -- content -------------------------------------------------------------------------------------
 
-    def set_image(self, image: np.ndarray | None, heatmap: np.ndarray | None = None) -> None:
-        """Show ``image`` at the default window, with ``heatmap`` when it is known already (one render)."""
-        self.image, self.heatmap = image, heatmap
+    def set_image(self, image: np.ndarray | None, heatmap: np.ndarray | None = None, scale: float = 1.0) -> None:
+        """Show ``image`` at the default window, fitted, with ``heatmap`` (weighed by ``scale``) when it is
+        known already (one render)."""
+        self.image, self.heatmap, self.heat_scale = image, heatmap, scale
         self.center, self.width = DEFAULT_WINDOW
+        self.window_changed.emit(self.center, self.width)
         self.render_image()
         self.fit()
 
-    def set_heatmap(self, heatmap: np.ndarray | None) -> None:
-        self.heatmap = heatmap
+    def set_heatmap(self, heatmap: np.ndarray | None, scale: float = 1.0) -> None:
+        self.heatmap, self.heat_scale = heatmap, scale
         self.render_image()
 
     def set_window(self, center: float, width: float) -> None:
         self.center, self.width = float(np.clip(center, 0, 1)), float(np.clip(width, 0.01, 2))
+        self.window_changed.emit(self.center, self.width)
+        self.render_image()
+
+    def set_inverted(self, on: bool) -> None:
+        """Show the film as a negative (white bones black) or as it is."""
+        self.inverted = on
         self.render_image()
 
     def reset_window(self) -> None:
@@ -65,8 +79,10 @@ class ImageView(QGraphicsView):
         if self.image is None:
             return None
         gray = apply_window(self.image, self.center, self.width)
+        if self.inverted:
+            gray = 255 - gray
         if self.show_heatmap and self.heatmap is not None:
-            return overlay(gray, self.heatmap, self.opacity)
+            return overlay(gray, self.heatmap, self.opacity, self.heat_scale)
         return np.repeat(gray[:, :, None], 3, axis=2)
 
     def render_image(self) -> None:
@@ -78,11 +94,18 @@ class ImageView(QGraphicsView):
     # -- gestures ------------------------------------------------------------------------------------
 
     def fit(self) -> None:
+        self.zoomed = False
         if self.image is not None:
             self.fitInView(self._item, Qt.AspectRatioMode.KeepAspectRatio)
 
     def zoom(self, factor: float) -> None:
+        self.zoomed = True
         self.scale(factor, factor)
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt naming)
+        super().resizeEvent(event)
+        if not self.zoomed:
+            self.fit()
 
     def wheelEvent(self, event) -> None:  # noqa: N802 (Qt naming)
         self.zoom(1.15 if event.angleDelta().y() > 0 else 1 / 1.15)

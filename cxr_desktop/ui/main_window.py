@@ -4,35 +4,25 @@ session announces and forwards the user's input to it; the session's slow work r
 
 from __future__ import annotations
 
+import html
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QItemSelectionModel, Qt, QThread, QTimer, Signal
-from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtCore import Qt, QThread, QTimer, Signal
 from PySide6.QtWidgets import (
-    QCheckBox,
-    QComboBox,
-    QHBoxLayout,
-    QLabel,
-    QLineEdit,
     QMainWindow,
-    QSlider,
-    QSplitter,
-    QVBoxLayout,
-    QWidget,
 )
 
-from cxr_desktop.studies.windowing import PRESETS
-from cxr_desktop.ui.banner import Banner, ModeBanner
+from cxr_desktop.inference.triage import PointRate, point_rates
 from cxr_desktop.ui.controls import Controls
 from cxr_desktop.ui.file_actions import FileActions
-from cxr_desktop.ui.findings_panel import FindingsPanel
-from cxr_desktop.ui.folder_watch import FolderWatch
 from cxr_desktop.ui.heatmap_cache import HeatmapCache
-from cxr_desktop.ui.image_view import ImageView
-from cxr_desktop.ui.progress import TriageProgress
+from cxr_desktop.ui.preferences import READER, settings
+from cxr_desktop.ui.reading import Reading
 from cxr_desktop.ui.session_bridge import SessionBridge
+from cxr_desktop.ui.status_text import ai_off_text, counts_text, flag_share_text
+from cxr_desktop.ui.window_layout import WindowLayout
 from cxr_desktop.ui.worker import (
     MODEL_FAILED_PREFIX,
     HeatmapWorker,
@@ -40,9 +30,11 @@ from cxr_desktop.ui.worker import (
     TriageWorker,
     lower_thread_priority,
 )
-from cxr_desktop.ui.worklist_model import WorklistModel, worklist_table
-from cxr_desktop.worklist.export import export_csv
-from cxr_desktop.worklist.reviews import ReviewStore, ReviewStoreError
+from cxr_desktop.ui.worklist_model import COLUMNS, OPTIONAL, WorklistModel
+from cxr_desktop.worklist.audit import ReaderLog, ReaderLogError, os_reader
+from cxr_desktop.worklist.export import QaRecord, export_csv
+from cxr_desktop.worklist.priors import priors_text
+from cxr_desktop.worklist.reviews import ReviewStore
 from cxr_desktop.worklist.rows import DONE, Row
 from cxr_desktop.worklist.session import TriageSession
 
@@ -53,13 +45,12 @@ log = logging.getLogger(__name__)
 
 PRECOMPUTED_MAPS = 16  # flagged (urgent, CHECK) studies whose Grad-CAM is computed ahead, from the top of the list
 WINDOW_SIZE = (1500, 900)
-SPLIT_SIZES = [690, 490, 300]  # worklist, viewer, findings: the worklist's default columns fit in 650 px
 WAITING_TICK_MS = 30_000  # waiting times and Max-wait promotions are brought up to date this often
 REFRESH_MS = 100  # while studies are being scored, the worklist is redrawn at most this often
 DEMO_TITLE = " — DEMO: public NIH ChestX-ray14 images (see NOTICE)"
 
 
-class MainWindow(Controls, FileActions, QMainWindow):
+class MainWindow(WindowLayout, Reading, Controls, FileActions, QMainWindow):
     request_model = Signal(str, str)
     request_open = Signal(list)
     request_rescan = Signal(list)  # watched folders or files that changed
@@ -75,17 +66,28 @@ class MainWindow(Controls, FileActions, QMainWindow):
         max_wait_minutes: float = 30.0,
         demo: bool = False,
         allow_unvalidated: bool = False,
+        metadata: dict[str, dict[str, str]] | None = None,
     ) -> None:
+        """``metadata``: per file name, header fields the files lack (the NIH label file's patient and view)."""
         super().__init__()
         self.store, self.device = store, device
         self.engine: Engine | None = None  # the session's, once loaded: its card and device are shown
         self.session = TriageSession(
-            max_wait_s=max_wait_minutes * 60, reviews=store, synthetic=synthetic, allow_unvalidated=allow_unvalidated
+            max_wait_s=max_wait_minutes * 60,
+            reviews=store,
+            synthetic=synthetic,
+            allow_unvalidated=allow_unvalidated,
+            metadata=metadata,
         )
         self.bridge = SessionBridge(self.session, self)
         self.model = WorklistModel(self)
         self.heatmaps = HeatmapCache(limit=PRECOMPUTED_MAPS * 2)
         self.current: Row | None = None
+        self.rates: list[PointRate] = []  # the loaded model's operating points with the share each flagged
+        self.settings = settings()
+        self.reader_log = ReaderLog(store.path)  # who took each decision, and when (the export's QA record)
+        self.reader = str(self.settings.value(READER, "") or os_reader())
+        self._init_reading()
         title = " — SYNTHETIC DEMO (not patient data)" if synthetic else DEMO_TITLE if demo else ""
         self.setWindowTitle("CXR Triage" + title)
         self.resize(*WINDOW_SIZE)
@@ -108,75 +110,6 @@ class MainWindow(Controls, FileActions, QMainWindow):
         self._waiting_timer = QTimer(self, interval=WAITING_TICK_MS, timeout=self._refresh)
         self._waiting_timer.start()
         self.request_model.emit(str(model_dir), device)
-
-    # -- layout --------------------------------------------------------------------------------------
-
-    def _build_ui(self) -> None:
-        self._build_toolbar()
-        self._build_settings_menu()
-        self._build_help_menu()
-        self.table = worklist_table(self.model)
-        self.table.selectionModel().currentRowChanged.connect(self._row_selected)
-
-        self.view = ImageView()
-        self.heatmap_box = QCheckBox("Heatmap (H)")
-        self.heatmap_box.setChecked(True)
-        self.heatmap_box.toggled.connect(lambda on: self.view.set_overlay(on))
-        self.opacity = QSlider(Qt.Orientation.Horizontal, minimum=0, maximum=100, value=40)
-        self.opacity.valueChanged.connect(lambda v: self.view.set_overlay(self.heatmap_box.isChecked(), v / 100))
-        self.preset = QComboBox()
-        self.preset.addItems(list(PRESETS))
-        self.preset.currentTextChanged.connect(lambda name: self.view.set_window(*PRESETS[name]))
-        self.comment = QLineEdit(placeholderText="Comment on the selected study (Enter saves)")
-        self.comment.returnPressed.connect(self._save_comment)
-        controls = QHBoxLayout()
-        for widget in (self.heatmap_box, QLabel("Opacity"), self.opacity, QLabel("Window"), self.preset):
-            controls.addWidget(widget)
-        right = QWidget()
-        right_layout = QVBoxLayout(right)
-        right_layout.addLayout(controls)
-        right_layout.addWidget(self.view, 1)
-        right_layout.addWidget(self.comment)
-        self.findings = FindingsPanel()
-        split = QSplitter()
-        split.addWidget(self._with_banner(self.table))
-        split.addWidget(right)
-        split.addWidget(self.findings)
-        split.setSizes(SPLIT_SIZES)
-        self.setCentralWidget(split)
-
-        self.progress = TriageProgress()
-        self.status_label = QLabel("")  # the model in use, or why it could not be loaded
-        self.counts_label = QLabel("")  # how many studies, urgent, scored, queued, refused
-        for widget in (self.status_label, self.counts_label, self.progress):
-            self.statusBar().addPermanentWidget(widget)
-        self._add_shortcuts()
-        self.folder_watch = FolderWatch(self.request_rescan.emit, self)
-
-    def _with_banner(self, table: QWidget) -> QWidget:
-        """The worklist under the banners: the flagging mode of an unvalidated model, review-store faults and
-        failed saves."""
-        self.mode_banner, self.banner = ModeBanner(), Banner()
-        left = QWidget()
-        layout = QVBoxLayout(left)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.mode_banner)
-        layout.addWidget(self.banner)
-        layout.addWidget(table, 1)
-        return left
-
-    def _add_shortcuts(self) -> None:
-        keys = {
-            "H": self.heatmap_box.toggle,
-            "C": lambda: self.review("confirmed"),
-            "D": lambda: self.review("dismissed"),
-            "R": self.view.reset_window,
-            "+": lambda: self.view.zoom(1.2),
-            "=": lambda: self.view.zoom(1.2),
-            "-": lambda: self.view.zoom(1 / 1.2),
-        }
-        for key, slot in keys.items():
-            QShortcut(QKeySequence(key), self, activated=slot)
 
     def _start_workers(self) -> None:
         self.worker_thread, self.heat_thread, self.image_thread = QThread(self), QThread(self), QThread(self)
@@ -206,46 +139,32 @@ class MainWindow(Controls, FileActions, QMainWindow):
 
     def open_paths(self, paths: list[str]) -> None:
         folders = [p for p in paths if Path(p).is_dir()]
+        self.table.setFocus(Qt.FocusReason.OtherFocusReason)  # read by keyboard from the start
         self.folder_watch.set(self.hot_folder.isChecked(), folders)
         self.request_open.emit([str(p) for p in paths])
 
     def export(self, path: Path) -> None:
+        """The worklist as CSV, a QA record: each decision's reader and time, the model and operating point."""
+        rows = self.session.snapshot().rows
         try:
-            rows = self.session.snapshot().rows
-            policy = self.session.policy
-            export_csv(rows, path, threshold=policy.threshold if policy is not None else None)
+            signed = self.reader_log.latest([row.key for row in rows if row.review.decision])
+        except ReaderLogError as exc:
+            self.banner.say(f"Export: {exc}; the reader and time columns are left empty")
+            signed = {}
+        card, policy = self.engine.card if self.engine is not None else None, self.session.policy
+        qa = QaRecord(
+            signed,
+            card.model_id if card is not None else "",
+            card.fingerprint if card is not None else "",
+            policy.operating_point if policy is not None else "",
+        )
+        try:
+            export_csv(rows, path, qa, policy.threshold if policy is not None else None)
         except OSError as exc:
             log.error("export failed: %s", exc)
             self.banner.say(f"Export to {path} failed: {exc.strerror or exc}")
             return
         self.statusBar().showMessage(f"Exported {len(rows)} studies to {path}", 8000)
-
-    def review(self, decision: str) -> None:
-        row = self.current
-        if row is None or row.info is None:
-            return
-        if row.review.decision == decision:
-            decision = ""  # pressing again undoes
-        self._save(row, decision, row.review.comment)
-
-    def _save_comment(self) -> None:
-        row = self.current
-        if row is not None and row.info is not None and self._save(row, row.review.decision, self.comment.text()):
-            self.statusBar().showMessage("Comment saved", 3000)
-
-    def _save(self, row: Row, decision: str, comment: str) -> bool:
-        """Store one decision (durable before the screen shows it); a failure (read-only, locked, damaged
-        store) is shown and nothing changes."""
-        try:
-            self.session.review(row.path, decision, comment)
-        except ReviewStoreError as exc:
-            message = f"{row.path.name}: {exc}"
-            self.banner.say(message)
-            self.statusBar().showMessage(message, 15000)
-            return False
-        # the session announced the decision in this thread: drawn at once, unless a redraw was recent
-        self._refresh_if_stale()  # the user's own decision is not left for the next batch's redraw
-        return True
 
     # -- what the workers and the session announce ----------------------------------------------------
 
@@ -256,6 +175,8 @@ class MainWindow(Controls, FileActions, QMainWindow):
         self.findings.set_card(card, point)
         self._describe_model()
         self.model.set_scope(card.urgent_finding, card.shown_findings)
+        self.rates = point_rates(card)
+        self._ai_on()
         if self.current is not None:
             self._show_findings(self.current)
         self.status_label.setText(f"Model {description}")
@@ -275,6 +196,20 @@ class MainWindow(Controls, FileActions, QMainWindow):
         else:
             self.banner.say(f"{message}\nNo model is loaded: studies stay queued; open a model bundle (Open model…).")
             self.status_label.setText("No model loaded")
+            self._ai_off(message)
+
+    def _ai_off(self, reason: str) -> None:
+        """No model: a banner says AI triage is off and why; the studies stay readable, marked "not scored"."""
+        self.model.ai_off = True
+        self.ai_banner.say(ai_off_text(reason))
+        self.progress.hide()
+        self._refresh()
+
+    def _ai_on(self) -> None:
+        if self.model.ai_off:
+            self.model.ai_off = False
+            self.ai_banner.say("")
+            self.progress.show()
 
     def _session_changed(self, *_) -> None:
         if self._refresh_due.isActive():
@@ -308,7 +243,7 @@ class MainWindow(Controls, FileActions, QMainWindow):
     def _heatmap_ready(self, path: str, heatmap) -> None:
         self.heatmaps.put(Path(path), heatmap)
         if self.current is not None and self.current.path == Path(path):
-            self.view.set_heatmap(heatmap)
+            self.viewer.show_heat(heatmap, self.current, self.session.policy)
 
     # -- rendering and selection ---------------------------------------------------------------------
 
@@ -316,39 +251,51 @@ class MainWindow(Controls, FileActions, QMainWindow):
         """Show the session's rows as they are now, keeping the selected study selected."""
         self._stale = False  # every change announced so far is in this snapshot
         snapshot = self.session.snapshot()
+        policy = self.session.policy
+        self.model.threshold = policy.threshold if policy is not None else None
         self.model.refresh(snapshot)
+        for name in OPTIONAL:  # columns no listed study has anything in are hidden
+            self.table.setColumnHidden(COLUMNS.index(name), self.model.column_empty(name))
         failed = [row.path for row in snapshot.rows if row.error]
         self.folder_watch.watch_failed(failed)
         keep = self.current
-        if keep is not None and (i := self.model.index_of(keep)) >= 0:
-            self.table.selectionModel().setCurrentIndex(
-                self.model.index(i, 0),
-                QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows,
-            )
-            now = self.model.row_at(i)
+        if (now := self.reselect(keep)) is not None:
             self.current = now
             if (now.status, now.error, now.probabilities) != (keep.status, keep.error, keep.probabilities):
                 self._show_findings(now)
                 self._ask_heatmap(now)
         self.progress.set_progress(snapshot.done, snapshot.total)
-        counts = snapshot.counts
-        self.counts_label.setText(
-            f"  {len(snapshot.rows)} studies · {counts['urgent']} urgent · {counts['check']} check · "
-            f"{counts['done']} scored · "
-            f"{counts['queued']} queued · {counts['error']} refused  "
-        )
+        self.counts_label.setText(counts_text(snapshot, self.model.ai_off))
+        share = flag_share_text(snapshot, policy, self.rates)
+        self.flag_label.setText(share)
+        self.flag_label.setVisible(bool(share))
 
     def _row_selected(self, current, _previous) -> None:
         row = self.model.row_at(current.row())
-        if row is None or (self.current is not None and row.path == self.current.path):
+        if row is None:
             return
-        self.current = row
+        self.current_index = current.row()
+        self.user_moved()
+        if self.current is not None and row.path == self.current.path:
+            return
+        left, self.current = self.current, row
+        self.statusBar().clearMessage()  # a message about the study left (e.g. why it was refused) goes with it
+        self.keep_comment(left)  # a comment typed on the study left is saved there, not lost
         self.comment.setText(row.review.comment)
+        self.viewer.show_image(None, None, row, None)
         self._show_findings(row)
-        self.view.set_image(None)
         if row.info is not None:  # decoded by the image loader (from the session's cache); shown by _image_ready
             self.request_image.emit(str(row.path))
             self._ask_heatmap(row)
+
+    def show_nothing(self) -> None:
+        """The visible list is empty: no study is shown (a key acts on none)."""
+        self.keep_comment(self.current)
+        self.current, self.current_index = None, -1
+        self.comment.clear()
+        self.view.set_image(None)
+        self.findings.title.setText("No study selected")
+        self.findings.show_probabilities({})
 
     def _ask_heatmap(self, row: Row) -> None:
         if row.status == DONE and row.path not in self.heatmaps:
@@ -357,12 +304,13 @@ class MainWindow(Controls, FileActions, QMainWindow):
     def _image_ready(self, path: str, image) -> None:
         if self.current is None or self.current.path != Path(path):
             return  # the user has moved on
-        self.view.set_image(image, self.heatmaps.get(self.current.path))  # with its heatmap when cached: one render
+        heatmap = self.heatmaps.get(self.current.path)  # with its heatmap when cached: one render
+        self.viewer.show_image(image, heatmap, self.current, self.session.policy)
 
     def _study_failed(self, path: str, reason: str) -> None:
-        if self.current is not None and self.current.path == Path(path):
+        if self.current is not None and self.current.path == Path(path):  # said only while its study is shown
             self.findings.title.setText(f"{Path(path).name}: {reason}")
-        self.statusBar().showMessage(reason, 8000)
+            self.statusBar().showMessage(reason, 8000)
 
     def _show_findings(self, row: Row) -> None:
         header = f"<b>{row.path.name}</b>"
@@ -373,12 +321,16 @@ class MainWindow(Controls, FileActions, QMainWindow):
             header += f"<br><span style='color:#a00'>⚠ {warning}</span>"
         if row.error:
             header += f"<br><span style='color:#a00'>Error: {row.error}</span>"
+        if priors := priors_text(self.model.visible, row, policy.finding if policy is not None else ""):
+            header += f"<br><span style='color:#333'>{html.escape(priors)}</span>"
         self.findings.title.setText(header)
         self.findings.show_probabilities(row.probabilities)
+        if self.view.heatmap is not None:  # weighed again (a new score, threshold or model)
+            self.viewer.show_heat(self.view.heatmap, row, policy)
 
     def closeEvent(self, event) -> None:  # noqa: N802
         for thread in (self.worker_thread, self.heat_thread, self.image_thread):
             thread.requestInterruption()
-            thread.quit()
-            thread.wait(5000)
+            thread.quit()  # after the slot it is in: one study scored or one heatmap made (seconds on a busy CPU)
+            thread.wait(30_000)
         super().closeEvent(event)

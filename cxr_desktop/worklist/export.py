@@ -1,14 +1,17 @@
-"""The worklist with its review decisions as CSV (reading order)."""
+"""The worklist with its review decisions as CSV (reading order); the app's export is a QA record: who decided,
+when, with which model (id and fingerprint) at which operating point (``QA_COLUMNS``)."""
 
 from __future__ import annotations
 
 import csv
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cxr_desktop.core.atomic import replaced_when_complete
 from cxr_desktop.core.labels import FINDINGS
 from cxr_desktop.studies.study import StudyInfo
+from cxr_desktop.worklist.audit import Signed
 from cxr_desktop.worklist.rows import DONE, Row
 
 STUDY_COLUMNS = ["path", "status", "error", "study_key", "patient_id", "study_date", "view_position", "urgent"]
@@ -16,6 +19,8 @@ STUDY_COLUMNS = ["path", "status", "error", "study_key", "patient_id", "study_da
 # then what explains the tier: the input guard's verdict and the flag threshold (issue 22, item 16)
 COLUMNS = [*STUDY_COLUMNS, "decision", "comment", *FINDINGS, "priority", "quality", "cardiomegaly_threshold"]
 UNCHECKED = "unchecked"  # the quality of a scored study whose model has no input guard
+# the app's export adds these (last): the reader and time of each decision, and the model and operating point
+QA_COLUMNS = ["reader", "decided_at", "model_id", "model_fingerprint", "operating_point"]
 # cells the product formats itself as numbers: written as they are (a negative number is not a formula)
 NUMERIC_COLUMNS = frozenset({"urgent", "cardiomegaly_threshold", *FINDINGS})
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -64,15 +69,37 @@ def probability_cell(value: float | None) -> str:
     return "" if value is None or math.isnan(value) else f"{value:.6f}"
 
 
-def export_csv(rows: list[Row], path: Path, threshold: float | None = None) -> None:
-    """``rows`` as CSV; ``threshold``: the flag threshold in use."""
+@dataclass(frozen=True)
+class QaRecord:
+    """What the app's export adds: per study key the decision's reader and time, and the model in use."""
+
+    signed: dict[str, Signed] = field(default_factory=dict)
+    model_id: str = ""
+    model_fingerprint: str = ""
+    operating_point: str = ""
+
+    def fields(self, row: Row) -> dict[str, str]:
+        signed = self.signed.get(row.key) if row.review.decision else None
+        return {
+            "reader": signed.reader if signed else "",
+            "decided_at": signed.iso if signed else "",
+            "model_id": self.model_id,
+            "model_fingerprint": self.model_fingerprint,
+            "operating_point": self.operating_point,
+        }
+
+
+def export_csv(rows: list[Row], path: Path, qa: QaRecord | None = None, threshold: float | None = None) -> None:
+    """``rows`` as CSV; with ``qa``, the QA record's columns too; ``threshold``: the flag threshold in use."""
     # a file name that is not valid UTF-8 is written with its odd bytes escaped (\udcff), not lost
     # written whole or not at all: a full disk leaves the previous export (``core.atomic``)
     with replaced_when_complete(path, "w", newline="", encoding="utf-8", errors="backslashreplace") as handle:
-        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS + (QA_COLUMNS if qa is not None else []))
         writer.writeheader()
         for row in rows:
             record = study_fields(row.path, row.status, row.error, row.info, row.urgent, row.probabilities)
             record.update(decision=row.review.decision, comment=row.review.comment, priority=row.priority)
             record.update(quality=quality_cell(row), cardiomegaly_threshold=threshold_cell(threshold))
+            if qa is not None:
+                record.update(qa.fields(row))
             writer.writerow(safe_row(record))

@@ -1,0 +1,57 @@
+"""What the window says about the list as a whole: the counts in the status bar, the flagged share beside the
+share the operating point flagged where its threshold was chosen (with the more specific points that flag
+fewer), and the banner when AI triage is off."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from cxr_desktop.inference.triage import PointRate
+from cxr_desktop.ui.worklist_model import flag_name
+
+if TYPE_CHECKING:
+    from cxr_desktop.inference.triage import TriagePolicy
+    from cxr_desktop.worklist.session import Snapshot
+
+
+def counts_text(snapshot: Snapshot, ai_off: bool) -> str:
+    counts = snapshot.counts
+    if ai_off:
+        return f"  {len(snapshot.rows)} studies · not scored: AI triage is off · {counts['error']} refused  "
+    return (
+        f"  {len(snapshot.rows)} studies · {counts['urgent']} suspected · {counts['check']} check film · "
+        f"{counts['done']} scored · {counts['queued']} queued · {counts['error']} refused  "
+    )
+
+
+def flag_share_text(snapshot: Snapshot, policy: TriagePolicy | None, rates: list[PointRate]) -> str:
+    """ "Suspected cardiomegaly: 269 of 952 scored (28 %) · the operating point flagged 28 % where it was chosen ·
+    fewer flags: Youden 18 %" ("" until a study is scored)."""
+    scored = snapshot.counts["done"]
+    if policy is None or scored == 0 or policy.research_mode:
+        return ""
+    flagged = snapshot.counts["urgent"] + snapshot.counts["check"]
+    text = f"{flag_name(policy.finding)}: {flagged} of {scored} scored ({flagged / scored:.0%})"
+    current = next((rate for rate in rates if rate.name == policy.operating_point), None)
+    if current is not None and current.flag_rate is not None:
+        text += f"; expected {current.flag_rate:.0%} at {point_name(current.name)} ({current.where})"
+        fewer = [r for r in rates if r.flag_rate is not None and r.flag_rate < current.flag_rate - 0.005]
+        if fewer:
+            points = ", ".join(f"{point_name(r.name)} {r.flag_rate:.0%}" for r in sorted(fewer, key=_rate))
+            text += f". Fewer flags (Ctrl+P): {points}"
+    return text
+
+
+def _rate(rate: PointRate) -> float:
+    return rate.flag_rate or 0.0
+
+
+def point_name(name: str) -> str:
+    return name.replace("sensitivity_", "sensitivity ").replace("youden", "Youden")
+
+
+def ai_off_text(message: str) -> str:
+    """The banner when no model is loaded: the reason (the loader's message without its "Cannot load model
+    PATH:" lead) and what still works."""
+    reason = message.split(": ", 1)[1] if message.startswith("Cannot load model") and ": " in message else message
+    return f"AI triage is off: {reason}. The studies can be read; none is scored or flagged."
