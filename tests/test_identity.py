@@ -19,6 +19,7 @@ from cxr_desktop.core.bundle import load_bundle
 from cxr_desktop.inference.engine import Engine
 from cxr_desktop.studies.reader import StudyReplaced
 from cxr_desktop.studies.synthetic import write_dicom
+from cxr_desktop.worklist.export import export_csv
 from cxr_desktop.worklist.image_cache import ImageCache
 from cxr_desktop.worklist.reviews import ReviewStore
 from cxr_desktop.worklist.rows import DONE, ERROR, QUEUED
@@ -166,6 +167,9 @@ def test_a_folder_that_cannot_be_listed_gets_a_row_with_the_reason(engine, tmp_p
     assert summary(list(rows.values()))[0].endswith("1 errors") and "1 folder could not be listed" in "".join(
         summary(list(rows.values()))
     )
+    export_csv(session.snapshot().rows, tmp_path / "export.csv")  # the app's export has it too
+    exported = {row["path"]: row for row in csv.DictReader((tmp_path / "export.csv").open(encoding="utf-8"))}
+    assert exported[str(locked)]["status"] == "error" and "cannot list folder" in exported[str(locked)]["error"]
     monkeypatch.undo()  # the folder can be listed now: its row goes, its study comes
     session.add_paths([top])
     session.score_pending()
