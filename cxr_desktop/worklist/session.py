@@ -377,6 +377,8 @@ class TriageSession:
             rid, shown = row.review_id, replace(row.review)
         changed = {"decision": decision, "comment": comment}
         changed = {name: value for name, value in changed.items() if value != getattr(shown, name)}
+        if not changed:  # e.g. a comment box left as it was: nothing to store
+            return
         stored = self.reviews.update(rid, changed.get("decision"), changed.get("comment"))
         with self._lock:
             if row.review_id == rid:
