@@ -16,7 +16,14 @@ from pathlib import Path
 
 import pytest
 
-PACKAGES = {"echoscu": "dcmtk", "storescu": "dcmtk", "storescp": "dcmtk", "dsrdump": "dcmtk", "dciodvfy": "dicom3tools"}
+PACKAGES = {
+    "echoscu": "dcmtk",
+    "storescu": "dcmtk",
+    "storescp": "dcmtk",
+    "dsrdump": "dcmtk",
+    "dciodvfy": "dicom3tools",
+    "Orthanc": "orthanc",
+}
 
 
 def require_tool(name: str) -> str:

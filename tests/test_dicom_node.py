@@ -45,11 +45,13 @@ def engine(urgent_bundle) -> Engine:
 class Running:
     """A node on a free port of 127.0.0.1, its store, the results it wrote, and its outbox."""
 
-    def __init__(self, folder: Path, engine: Engine, allowed: list[str], destinations: list[Destination]) -> None:
+    def __init__(
+        self, folder: Path, engine: Engine, allowed: list[str], destinations: list[Destination], port: int = 0
+    ) -> None:
         self.session = TriageSession(engine)
         self.outbox = Outbox(folder / "outbox", destinations, "CXRTRIAGE", min_delay_s=0.2, max_delay_s=1.0)
         self.sink = ResultSink(folder / "results", self.outbox if destinations else None, folder / "store" / LEDGER)
-        config = NodeConfig("CXRTRIAGE", 0, folder / "store", "127.0.0.1", allowed)
+        config = NodeConfig("CXRTRIAGE", port, folder / "store", "127.0.0.1", allowed)
         self.node = DicomNode(config, self.session, lambda row: self.sink.deliver(self.session, row))
 
     def __enter__(self) -> Running:
