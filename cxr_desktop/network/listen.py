@@ -7,11 +7,12 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import ssl
 import sys
 import threading
 from pathlib import Path
 
-from cxr_desktop.network.node import DicomNode, NodeConfig
+from cxr_desktop.network.node import DicomNode, NodeConfig, tls_context
 from cxr_desktop.network.outbox import Destination, Outbox
 from cxr_desktop.network.produce import LEDGER, ResultSink
 from cxr_desktop.worklist.session import TriageSession
@@ -48,17 +49,44 @@ def add_listen_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="0.0.0.0", help="address to listen on (default: all)")
     parser.add_argument("--store", type=Path, required=True, help="folder for the received instances")
     parser.add_argument(
-        "--allow-ae", type=_ae_title, action="append", default=[], metavar="AE",
+        "--allow-ae",
+        type=_ae_title,
+        action="append",
+        default=[],
+        metavar="AE",
         help="accept associations only from this calling AE title (repeat for several)",
     )
     parser.add_argument(
-        "--send-results", type=_destination, action="append", default=[], metavar="AE@HOST:PORT",
+        "--send-results",
+        type=_destination,
+        action="append",
+        default=[],
+        metavar="AE@HOST:PORT",
         help="send each study's SR (and an urgent study's heatmap capture) here by C-STORE (repeat for several)",
     )
     parser.add_argument("--results", type=Path, default=None, help="also write the result objects into this folder")
     parser.add_argument(
         "--outbox", type=Path, default=None, help=f"the results waiting to be sent (default: STORE/{OUTBOX})"
     )
+    parser.add_argument("--tls-cert", type=Path, default=None, help="DICOM TLS: this node's certificate (PEM)")
+    parser.add_argument("--tls-key", type=Path, default=None, help="DICOM TLS: its private key (PEM, unencrypted)")
+    parser.add_argument(
+        "--tls-ca", type=Path, default=None, help="DICOM TLS: accept only peers with a certificate signed by this CA"
+    )
+
+
+def node_tls(args: argparse.Namespace) -> ssl.SSLContext | None:
+    """The TLS context the arguments ask for (None: plain DICOM); ``ValueError`` saying what is wrong."""
+    if args.tls_cert is None and args.tls_key is None:
+        if args.tls_ca is not None:
+            raise ValueError("--tls-ca needs --tls-cert and --tls-key")
+        return None
+    if args.tls_cert is None or args.tls_key is None:
+        raise ValueError("DICOM TLS needs both --tls-cert and --tls-key")
+    try:
+        return tls_context(args.tls_cert, args.tls_key, args.tls_ca)
+    except (OSError, ssl.SSLError) as exc:
+        raise ValueError(f"cannot use the TLS certificate, key or CA: {exc}") from exc
 
 
 def serve(session: TriageSession, args: argparse.Namespace) -> int:
@@ -66,15 +94,23 @@ def serve(session: TriageSession, args: argparse.Namespace) -> int:
     outbox = None
     if args.send_results:
         outbox = Outbox(args.outbox or args.store / OUTBOX, args.send_results, args.ae_title)
-    config = NodeConfig(args.ae_title, args.port, args.store, args.host, args.allow_ae)
+    try:
+        tls = node_tls(args)
+    except ValueError as exc:
+        print(f"cxr-triage listen: {exc}", file=sys.stderr)
+        return 2
+    config = NodeConfig(args.ae_title, args.port, args.store, args.host, args.allow_ae, tls=tls)
     sink = ResultSink(args.results, outbox, args.store / LEDGER)
     counts_lock = threading.Lock()
 
     def on_scored(row) -> None:
         with counts_lock:
             names = sink.deliver(session, row)
-        print(f"cxr-triage: {row.path.name}: {row.priority or row.error} -> {', '.join(names) or 'no results'}",
-              file=sys.stderr, flush=True)
+        print(
+            f"cxr-triage: {row.path.name}: {row.priority or row.error} -> {', '.join(names) or 'no results'}",
+            file=sys.stderr,
+            flush=True,
+        )
 
     node = DicomNode(config, session, on_scored)
     stop = threading.Event()
@@ -87,8 +123,13 @@ def serve(session: TriageSession, args: argparse.Namespace) -> int:
         if outbox is not None:
             outbox.start()
         allowed = ", ".join(args.allow_ae) or "any calling AE"
-        print(f"cxr-triage: listening as {args.ae_title}@{args.host}:{node.port} ({allowed}); "
-              f"storing into {args.store}", file=sys.stderr, flush=True)
+        secure = "DICOM TLS" if tls else "plain DICOM"
+        print(
+            f"cxr-triage: listening as {args.ae_title}@{args.host}:{node.port} ({allowed}; {secure}); "
+            f"storing into {args.store}",
+            file=sys.stderr,
+            flush=True,
+        )
         stop.wait()
         print("cxr-triage: stopping: open associations finish, received studies are scored", file=sys.stderr)
         node.stop()
@@ -98,6 +139,9 @@ def serve(session: TriageSession, args: argparse.Namespace) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     counts = node.counts
-    print(f"cxr-triage: stopped: {counts.received} received ({counts.resent} resent, {counts.refused} refused), "
-          f"{counts.scored} triaged, {sink.written} result objects", file=sys.stderr)
+    print(
+        f"cxr-triage: stopped: {counts.received} received ({counts.resent} resent, {counts.refused} refused), "
+        f"{counts.scored} triaged, {sink.written} result objects",
+        file=sys.stderr,
+    )
     return 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -87,6 +88,18 @@ class NodeConfig:
     host: str = "0.0.0.0"
     allowed_aes: list[str] = field(default_factory=list)
     max_pdu: int = 0  # 0: unlimited (pynetdicom's default is 16 kB)
+    tls: ssl.SSLContext | None = None  # DICOM TLS (PS3.15 Annex B): see ``tls_context``
+
+
+def tls_context(cert: Path, key: Path, ca: Path | None = None) -> ssl.SSLContext:
+    """The node's TLS: its certificate and private key (PEM); with ``ca`` (PEM bundle) only peers presenting a
+    certificate signed by it may connect (mutual TLS, as the BCP 195 profiles expect). TLS 1.2 at least."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(ca) if ca else None)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(str(cert), str(key))
+    if ca is not None:
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
 
 
 @dataclass
@@ -137,7 +150,7 @@ class DicomNode:
             (evt.EVT_REJECTED, self._on_rejected),
         ]
         self._server = self.application_entity().start_server(
-            (self.config.host, self.config.port), block=False, evt_handlers=handlers
+            (self.config.host, self.config.port), block=False, evt_handlers=handlers, ssl_context=self.config.tls
         )
         log.info("listening as %s on port %d, storing into %s", self.config.ae_title, self.port, self.config.store)
 
