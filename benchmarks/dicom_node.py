@@ -78,6 +78,20 @@ def wait(condition, timeout_s: float, what: str) -> None:
         time.sleep(0.2)
 
 
+def delivery_times(work: Path, fingerprint: str) -> tuple[dict[str, Path], list[float]]:
+    """The stored instances by SOP Instance UID, and for each whose SR reached the PACS the seconds from the
+    stored file's mtime (end of its C-STORE) to the SR file's at the PACS."""
+    stored = {pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID: p for p in (work / "store").glob("*.dcm")}
+    arrived = list((work / "pacs").glob("SR*"))
+    latencies = []
+    for uid, path in stored.items():
+        sr_uid = result_uid(uid, fingerprint, "sr")
+        match = [p for p in arrived if sr_uid in p.name]
+        if match:
+            latencies.append(min(p.stat().st_mtime for p in match) - path.stat().st_mtime)
+    return stored, latencies
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--count", type=int, default=500)
@@ -133,17 +147,10 @@ def main() -> int:
         node.wait(120)
         pacs.terminate()
         pacs.wait(30)
-    stored = {pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID: p for p in (work / "store").glob("*.dcm")}
-    arrived = list((work / "pacs").glob("SR*"))
-    latencies = []
-    for uid, path in stored.items():
-        sr_uid = result_uid(uid, fingerprint, "sr")
-        match = [p for p in arrived if sr_uid in p.name]
-        if match:
-            latencies.append(min(p.stat().st_mtime for p in match) - path.stat().st_mtime)
+    stored, latencies = delivery_times(work, fingerprint)
+    lat = np.array(latencies)
     times = sorted(p.stat().st_mtime for p in stored.values())
     received_rate = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 else float("nan")
-    lat = np.array(latencies)
     print(
         f"films {len(paths)}, storescu failures {sum(c != 0 for c in codes)}, sent in {sent_s:.1f} s, "
         f"all SRs in {total_s:.1f} s"

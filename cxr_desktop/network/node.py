@@ -115,6 +115,8 @@ class DicomNode:
     failed), in the triage thread; results are made there (``network.produce``)."""
 
     def __init__(self, config: NodeConfig, session: TriageSession, on_scored: ScoredCallback | None = None) -> None:
+        if on_scored is not None and session.engine is None:  # rows would reach it unscored, their results lost
+            raise ValueError("a node that makes results needs a session with its model loaded")
         self.config = config
         self.session = session
         self.on_scored = on_scored
