@@ -76,6 +76,7 @@ class Controls:
         action.toggled.connect(self.set_allow_unvalidated)
         menu = self.menuBar().addMenu("&Settings")
         menu.addAction(action)
+        self.settings_menu = menu
         self.allow_unvalidated_action = action
         for text, key, step in (("Larger text", "Ctrl++", 1), ("Smaller text", "Ctrl+-", -1)):
             sized = QAction(text, self)

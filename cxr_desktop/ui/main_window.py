@@ -18,6 +18,7 @@ from cxr_desktop.inference.triage import PointRate, point_rates
 from cxr_desktop.ui.controls import Controls
 from cxr_desktop.ui.file_actions import FileActions
 from cxr_desktop.ui.heatmap_cache import HeatmapCache
+from cxr_desktop.ui.pacs_receiver import ReceiverActions
 from cxr_desktop.ui.preferences import READER, settings
 from cxr_desktop.ui.reading import Reading
 from cxr_desktop.ui.session_bridge import SessionBridge
@@ -50,7 +51,7 @@ REFRESH_MS = 100  # while studies are being scored, the worklist is redrawn at m
 DEMO_TITLE = " — DEMO: public NIH ChestX-ray14 images (see NOTICE)"
 
 
-class MainWindow(WindowLayout, Reading, Controls, FileActions, QMainWindow):
+class MainWindow(WindowLayout, Reading, Controls, FileActions, ReceiverActions, QMainWindow):
     request_model = Signal(str, str)
     request_open = Signal(list)
     request_rescan = Signal(list)  # watched folders or files that changed
@@ -97,6 +98,7 @@ class MainWindow(WindowLayout, Reading, Controls, FileActions, QMainWindow):
         if store.read_only:
             self.banner.set_permanent("Read-only review store: decisions and comments cannot be saved.")
         self._start_workers()
+        self._init_receiver(self.settings_menu)  # Settings ▸ Receive from PACS…, started if it was left on
         # the worklist and the progress bar are redrawn at once on a change, then at most every REFRESH_MS while
         # changes keep coming: each redraw costs the GUI thread the GIL, which the scoring threads also want
         self._refresh_due = QTimer(self, singleShot=True, interval=REFRESH_MS, timeout=self._refresh_if_stale)
@@ -329,6 +331,7 @@ class MainWindow(WindowLayout, Reading, Controls, FileActions, QMainWindow):
             self.viewer.show_heat(self.view.heatmap, row, policy)
 
     def closeEvent(self, event) -> None:  # noqa: N802
+        self.receiver.stop()  # open associations finish; what was received stays in the store for the next start
         for thread in (self.worker_thread, self.heat_thread, self.image_thread):
             thread.requestInterruption()
             thread.quit()  # after the slot it is in: one study scored or one heatmap made (seconds on a busy CPU)
