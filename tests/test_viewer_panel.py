@@ -88,3 +88,33 @@ def test_the_reader_s_split_is_kept_between_runs(qtbot, tmp_path, monkeypatch, t
     qtbot.wait(50)
     assert again.split.sizes() == wanted
     again.close()
+
+
+def test_the_film_gets_most_of_the_width_on_a_small_screen_too():
+    from cxr_desktop.ui.window_layout import split_sizes
+
+    for width in (1280, 1500, 1920):
+        worklist, film, findings = split_sizes(width)
+        assert worklist + film + findings <= width + 1
+    assert split_sizes(1280)[1] > split_sizes(1280)[0]  # the film wider than the list
+    assert split_sizes(1920)[1] >= 1000
+
+
+def test_a_prior_is_shown_beside_the_study_at_the_same_window_and_polarity(qtbot):
+    from cxr_desktop.ui.compare import CompareDialog
+    from cxr_desktop.ui.image_view import ImageView
+
+    main = ImageView()
+    qtbot.addWidget(main)
+    main.set_image(FILM)
+    main.set_inverted(True)
+    main.set_window(*PRESETS["Lung"])
+    prior = Row(Path("00000013_000.png"), 0, 0.0, status=DONE, probabilities={"Cardiomegaly": 0.2})
+    now = Row(Path("00000013_004.png"), 1, 0.0, status=DONE, probabilities={"Cardiomegaly": 0.7})
+    dialog = CompareDialog()
+    qtbot.addWidget(dialog)
+    dialog.show_pair([(prior, FILM[::-1].copy()), (now, FILM)], main, "Cardiomegaly")
+    left, right = dialog.views
+    assert np.array_equal(right.displayed_rgb(), main.displayed_rgb())
+    assert left.inverted and (left.center, left.width) == PRESETS["Lung"]
+    assert "00000013_000.png" in dialog.titles[0].text() and "score 0.70" in dialog.titles[1].text()

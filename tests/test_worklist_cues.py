@@ -90,6 +90,11 @@ def test_sort_by_a_column_and_back_to_the_reading_order_and_search_by_patient(qa
     model.search = "name 99"
     model.refresh(snapshot(ROWS))
     assert [r.path.name for r in model.visible] == ["00000099_000.png"]
+    dated = study("dated.dcm", 0.5, "7")
+    dated.info.study_date = "20250303"
+    model.search = "2025-03"  # a month of study dates
+    model.refresh(snapshot([*ROWS, dated]))
+    assert [r.path.name for r in model.visible] == ["dated.dcm"]
 
 
 def test_the_study_s_own_age_is_told_apart_from_its_wait():
@@ -124,3 +129,6 @@ def test_the_same_patient_s_films_are_linked_oldest_first():
     newer, older, other = ROWS
     assert prior_of(ROWS, newer) is older and prior_of(ROWS, older) is newer and prior_of(ROWS, other) is None
     assert priors_text(ROWS, newer, "Cardiomegaly").endswith("00000013_001.png (follow-up 1, score 0.40)")
+    many = [study(f"00000013_{i:03d}.png", 0.1, "13", arrival=i) for i in range(10)]
+    text = priors_text(many, many[9], "Cardiomegaly", most=3)
+    assert "00000013_006.png" in text and "00000013_005.png" not in text and text.endswith("; 6 more")

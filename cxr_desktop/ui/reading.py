@@ -14,6 +14,8 @@ from collections.abc import Callable
 from PySide6.QtCore import QItemSelectionModel, QModelIndex, Qt
 from PySide6.QtGui import QKeySequence, QShortcut
 
+from cxr_desktop.studies.study import StudyError
+from cxr_desktop.ui.compare import CompareDialog
 from cxr_desktop.worklist.audit import ReaderLogError
 from cxr_desktop.worklist.priors import prior_of
 from cxr_desktop.worklist.reviews import ReviewStoreError
@@ -36,6 +38,7 @@ class Reading:
         self.follow_top = True  # until the reader moves: the top study stays selected as the list is ordered
         self.current_index = -1  # where the shown study is (or was) on the visible list
         self.last_decision: tuple[Row, str] | None = None  # (study, its decision before): what Ctrl+Z restores
+        self.compare_dialog: CompareDialog | None = None
 
     def reading_keys(self) -> dict[str, Callable[[], object]]:
         """Window-wide keys (a text box takes its own letters first)."""
@@ -51,6 +54,7 @@ class Reading:
             "H": self.heatmap_box.toggle,
             "Ctrl+P": self.choose_operating_point,
             "P": self.show_prior,
+            "Shift+P": self.compare_prior,
         }
 
     def _add_key(self, key: str, slot: Callable[[], object]) -> QShortcut:
@@ -171,6 +175,23 @@ class Reading:
             return
         self.follow_top = False
         self.select_index(self.model.index_of(prior))
+
+    def compare_prior(self) -> None:
+        """Shift+P: the shown study and the patient's prior film side by side (decoded now: a reader's request)."""
+        row = self.acting_row()
+        prior = prior_of(self.model.visible, row) if row is not None else None
+        if prior is None:
+            self.statusBar().showMessage("No other film of this patient on the list", 4000)
+            return
+        try:
+            films = [(r, self.session.image(r.path)) for r in sorted((prior, row), key=lambda r: r.path.name)]
+        except StudyError as exc:
+            self.statusBar().showMessage(f"Cannot compare: {exc.reason}", 8000)
+            return
+        if self.compare_dialog is None:
+            self.compare_dialog = CompareDialog(self)
+        policy = self.session.policy
+        self.compare_dialog.show_pair(films, self.view, policy.finding if policy is not None else "")
 
     def _sign(self, row: Row, decision: str) -> None:
         """The reader and the time of a decision saved (or undone), for the QA record."""

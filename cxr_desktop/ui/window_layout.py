@@ -20,6 +20,15 @@ AI_OFF_STYLE = "QLabel { background: #37474f; color: white; font-weight: bold; p
 SPLIT_SIZES = [650, 600, 250]  # worklist, film, findings; the film takes any width the window gains
 
 
+def split_sizes(width: int) -> list[int]:
+    """The first split of a window ``width`` px wide (before the reader sets one): the list's columns up to
+    Patient and the findings at their narrowest on a small screen, the film the rest (1280 px: 486 / 564 / 230;
+    1500 and more: 650 / rest / 250)."""
+    findings = 250 if width >= 1500 else 230
+    worklist = 650 if width >= 1500 else max(440, int(width * 0.38))
+    return [worklist, max(width - worklist - findings, 360), findings]
+
+
 class WindowLayout:
     """Mixed into the main window, which provides ``model``, ``settings``, the toolbar and menus' builders,
     ``reading_keys``, ``_row_selected``, ``_refresh`` and the comment handlers."""
@@ -29,7 +38,8 @@ class WindowLayout:
         self._build_settings_menu()
         self._build_help_menu()
         self.table = worklist_table(self.model)
-        self.search_box = QLineEdit(placeholderText="Search patient ID or name (Ctrl+F; Enter returns to the list)")
+        self.search_box = QLineEdit(placeholderText="Search patient ID, name or study date (Ctrl+F)")
+        self.search_box.setToolTip("e.g. a patient ID, or 2025-03 for a month's studies; Enter returns to the list")
         self.search_box.setClearButtonEnabled(True)
         self.search_box.textChanged.connect(self._search_changed)
         self.search_box.returnPressed.connect(lambda: self.table.setFocus(Qt.FocusReason.ShortcutFocusReason))
@@ -50,9 +60,10 @@ class WindowLayout:
         split.setSizes(SPLIT_SIZES)
         for index, stretch in enumerate((0, 1, 0)):
             split.setStretchFactor(index, stretch)
+        self._split_restored = False
         state = self.settings.value(SPLITTER)
         if state is not None:  # the reader's own split, from the last run
-            split.restoreState(state)
+            self._split_restored = bool(split.restoreState(state))
         split.splitterMoved.connect(lambda *_: self.settings.setValue(SPLITTER, split.saveState()))
         self.setCentralWidget(split)
 
@@ -91,6 +102,13 @@ class WindowLayout:
         }
         for key, slot in keys.items():
             self._add_key(key, slot)
+
+    def showEvent(self, event) -> None:  # noqa: N802 (Qt naming)
+        """At the first show, without a split of the reader's own: the split that fits this window's width."""
+        super().showEvent(event)
+        if not self._split_restored:
+            self._split_restored = True
+            self.split.setSizes(split_sizes(self.width()))
 
     def _search_changed(self, text: str) -> None:
         self.model.search = text.strip()

@@ -17,7 +17,8 @@ from cxr_desktop.ui.score_bar import SCORE_ROLE, ScoreBar
 from cxr_desktop.worklist.rows import DONE, ERROR, QUEUED, Row
 from cxr_desktop.worklist.session import Snapshot
 
-COLUMNS = ["Priority", "Score", "Waiting", "Patient", "View", "Study date", "Review", "Other findings"]
+# the decision right after the score: on a small screen the list shows Flag, Score, Review, Waiting, Patient
+COLUMNS = ["Priority", "Score", "Review", "Waiting", "Patient", "View", "Study date", "Other findings"]
 HEADERS = {"Priority": "Flag"}  # what a column is called on screen, where not its name
 # columns hidden while no listed study has anything in them (e.g. "Other findings" with a one-finding model)
 OPTIONAL = ("View", "Study date", "Other findings")
@@ -92,9 +93,10 @@ def date_text(value: str) -> str:
 
 
 def searchable(row: Row) -> str:
-    """What the search box matches: patient ID, patient name and file name, folded for any case."""
+    """What the search box matches: patient ID, patient name, study date (YYYY-MM-DD: "2025-03" finds a month)
+    and file name, folded for any case."""
     info = row.info
-    parts = (info.patient_id, info.patient_name) if info is not None else ()
+    parts = (info.patient_id, info.patient_name, date_text(info.study_date)) if info is not None else ()
     return " ".join((*parts, row.path.name)).casefold()
 
 

@@ -42,13 +42,23 @@ def prior_of(rows: Iterable[Row], row: Row) -> Row | None:
     return earlier[-1] if earlier else others[0]
 
 
-def priors_text(rows: Iterable[Row], row: Row, finding: str) -> str:
-    """'Same patient on this list: 00000013_000.png (follow-up 0, score 0.21), …' ("" when none)."""
+def priors_text(rows: Iterable[Row], row: Row, finding: str, most: int = 5) -> str:
+    """'Same patient on this list: 00000013_000.png (follow-up 0, score 0.21), …' ("" when none): the ``most``
+    films nearest in time to ``row``, and how many more there are."""
+    others = same_patient(rows, row)
+    nearest = sorted(others, key=lambda other: abs(_order(other) - _order(row)))[:most]
     parts = []
-    for other in same_patient(rows, row):
+    for other in [r for r in others if r in nearest]:
         number = follow_up(other)
         facts = [f"follow-up {number}" if number is not None else other.info.study_date]
         if (score := other.probabilities.get(finding)) is not None:
             facts.append(f"score {score:.2f}")
         parts.append(f"{other.path.name} ({', '.join(f for f in facts if f)})")
-    return "Same patient on this list (P: the prior): " + "; ".join(parts) if parts else ""
+    more = f"; {len(others) - len(nearest)} more" if len(others) > len(nearest) else ""
+    return "Same patient on this list (P: the prior): " + "; ".join(parts) + more if parts else ""
+
+
+def _order(row: Row) -> int:
+    """The follow-up number, for "nearest in time" (0 for a name without one)."""
+    number = follow_up(row)
+    return number if number is not None else 0
