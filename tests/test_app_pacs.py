@@ -4,13 +4,13 @@ the SR goes to the PACS (dcmtk's storescp)."""
 
 from __future__ import annotations
 
+from dicom_peers import echoscu, free_port, storescp, storescu
 from PySide6.QtCore import QSettings
 
 from cxr_desktop.ui.main_window import MainWindow
 from cxr_desktop.ui.pacs_receiver import ReceiverSettings
 from cxr_desktop.worklist.reviews import ReviewStore
 from cxr_desktop.worklist.rows import DONE
-from tests.dicom_peers import echoscu, free_port, storescp, storescu
 
 FILM = "nih_dx_chest_uncompressed.dcm"
 

@@ -15,12 +15,11 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+from conftest import make_tiny_bundle
+from dicom_peers import free_port, require_tool, storescp, storescu, wait_for
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from pynetdicom import AE
 from pynetdicom.sop_class import DigitalXRayImageStorageForPresentation
-
-from tests.conftest import make_tiny_bundle
-from tests.dicom_peers import free_port, require_tool, storescp, storescu, wait_for
 
 FILM = "nih_dx_chest_uncompressed.dcm"
 

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pydicom
 import pytest
+from conftest import make_tiny_bundle
+from dicom_peers import echoscu, free_port, require_tool, storescp, storescu, wait_for
 from pydicom.dataset import FileMetaDataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_file_meta_info
@@ -25,8 +27,6 @@ from cxr_desktop.network.outbox import Destination, Outbox
 from cxr_desktop.network.produce import LEDGER, ResultSink
 from cxr_desktop.network.store import BadInstance, InstanceStore
 from cxr_desktop.worklist.session import TriageSession
-from tests.conftest import make_tiny_bundle
-from tests.dicom_peers import echoscu, free_port, require_tool, storescp, storescu, wait_for
 
 CHEST = ["nih_dx_chest_uncompressed.dcm", "cr_mono1_10bit_chest_no_meta.dcm"]
 JPEG = "siim_cr_chest_pa_jpeg_baseline.dcm"

@@ -12,9 +12,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.error import URLError
 
+from dicom_peers import free_port, require_tool, wait_for
+from test_dicom_node import Running, engine, urgent_bundle  # noqa: F401 - the node and its fixtures
+
 from cxr_desktop.network.outbox import Destination
-from tests.dicom_peers import free_port, require_tool, wait_for
-from tests.test_dicom_node import Running, engine, urgent_bundle  # noqa: F401 - the node and its fixtures
 
 FILMS = ["nih_dx_chest_uncompressed.dcm", "siim_cr_chest_pa_jpeg_baseline.dcm"]
 

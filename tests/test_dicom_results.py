@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import pydicom
 import pytest
+from conftest import make_tiny_bundle
+from dicom_peers import dciodvfy_errors, dsrdump
 
 from cxr_desktop.cli import main
 from cxr_desktop.core.card import read_card
-from tests.conftest import make_tiny_bundle
-from tests.dicom_peers import dciodvfy_errors, dsrdump
 
 CHEST = ["nih_dx_chest_uncompressed.dcm", "siim_cr_chest_pa_jpeg_baseline.dcm", "cr_mono1_10bit_chest_no_meta.dcm"]
 

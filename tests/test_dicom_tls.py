@@ -8,10 +8,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from dicom_peers import require_tool, wait_for
 
 from cxr_desktop.network.node import DicomNode, NodeConfig, tls_context
 from cxr_desktop.worklist.session import TriageSession
-from tests.dicom_peers import require_tool, wait_for
 
 
 def _openssl(*args: str) -> None:
