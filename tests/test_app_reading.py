@@ -7,7 +7,7 @@ import csv
 import pytest
 from conftest import make_tiny_bundle, table_shows_session
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QInputDialog
 
 from cxr_desktop.studies.scan import iter_study_files
 from cxr_desktop.ui.main_window import MainWindow
@@ -51,8 +51,14 @@ def selected_paths(window) -> list:
     return [window.model.row_at(index.row()).path for index in rows]
 
 
-def test_c_then_d_in_unreviewed_only_never_acts_on_a_removed_study(qtbot, tmp_path, flag_all_bundle, gui_folder):
+def test_c_then_d_in_unreviewed_only_never_acts_on_a_removed_study(
+    qtbot, tmp_path, flag_all_bundle, gui_folder, monkeypatch
+):
     window = scored_window(qtbot, flag_all_bundle, tmp_path / "r.sqlite3", gui_folder)
+    # no reader's name from the settings or the OS account: asked once, at the first decision, and kept
+    asked = []
+    monkeypatch.setattr(QInputDialog, "getText", lambda *a, **k: asked.append(a) or ("Dr. Test", True))
+    window.reader = ""
     window.unreviewed_only.setChecked(True)
     qtbot.wait(100)
     first, second, third = window.model.visible[:3]
@@ -60,6 +66,7 @@ def test_c_then_d_in_unreviewed_only_never_acts_on_a_removed_study(qtbot, tmp_pa
     assert selected_paths(window) == [first.path] and window.current.path == first.path
     key(qtbot, window, "C")
     assert window.session.row(first.path).review.decision == "confirmed"
+    assert len(asked) == 1 and window.reader == "Dr. Test" and window.settings.value("reader/name") == "Dr. Test"
     # the confirmed study left the list; the next one is selected and shown, and D acts on it, not on the first
     assert window.model.index_of(first) < 0
     assert selected_paths(window) == [second.path] and window.current.path == second.path

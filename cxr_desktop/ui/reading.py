@@ -194,7 +194,10 @@ class Reading:
         self.compare_dialog.show_pair(films, self.view, policy.finding if policy is not None else "")
 
     def _sign(self, row: Row, decision: str) -> None:
-        """The reader and the time of a decision saved (or undone), for the QA record."""
+        """The reader and the time of a decision saved (or undone), for the QA record; the reader's name is asked
+        once when neither the settings nor the OS account give one."""
+        if not self.reader:
+            self.ask_reader()
         try:
             self.reader_log.record(row.key, decision, self.reader)
         except ReaderLogError as exc:
