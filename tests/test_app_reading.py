@@ -140,6 +140,7 @@ def test_a_typed_comment_is_kept_when_the_reader_moves_on(qtbot, tmp_path, flag_
     key(qtbot, window, "E")
     assert QApplication.focusWidget() is window.comment
     qtbot.keyClicks(window.comment, "compare with prior")
+    assert not window.follow_top, "a study being commented on is not replaced by a new top study"
     window.table.selectRow(1)  # moved on without Enter, the box still focused (e.g. the list redrawn)
     qtbot.waitUntil(lambda: window.current.path == second.path, timeout=5_000)
     assert window.session.row(first.path).review.comment == "compare with prior"

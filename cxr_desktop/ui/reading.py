@@ -106,6 +106,10 @@ class Reading:
         now = self.model.row_at(index)
         return now if keep is not None and now is not None and now.path == keep.path else None
 
+    def user_moved_on_purpose(self, *_) -> None:
+        """The reader acts on the study shown (types a comment on it): the selection stops following the top."""
+        self.follow_top = False
+
     def user_moved(self) -> None:
         """The reader chose a study (click or key): the selection stops following the top of the list."""
         if not self._selecting:

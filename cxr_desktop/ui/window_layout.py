@@ -50,6 +50,7 @@ class WindowLayout:
         self.opacity, self.invert_box, self.comment = self.viewer.opacity, self.viewer.invert_box, self.viewer.comment
         self.comment.editingFinished.connect(self.save_comment)  # Enter, or the box left: the comment is kept
         self.comment.returnPressed.connect(self.comment_done)
+        self.comment.textEdited.connect(self.user_moved_on_purpose)  # the study being commented on stays shown
         esc = QShortcut(QKeySequence("Esc"), self.comment, activated=self.comment_done)
         esc.setContext(Qt.ShortcutContext.WidgetShortcut)
         self.findings = FindingsPanel()
