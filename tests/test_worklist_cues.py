@@ -132,3 +132,13 @@ def test_the_same_patient_s_films_are_linked_oldest_first():
     many = [study(f"00000013_{i:03d}.png", 0.1, "13", arrival=i) for i in range(10)]
     text = priors_text(many, many[9], "Cardiomegaly", most=3)
     assert "00000013_006.png" in text and "00000013_005.png" not in text and text.endswith("; 6 more")
+
+
+def test_the_app_refuses_a_file_that_is_not_the_nih_table_before_any_window(tmp_path, capsys):
+    from cxr_desktop.ui.app import main
+
+    bad = tmp_path / "labels.csv"
+    bad.write_text("a,b\n1,2\n")
+    assert main(["--nih-labels", str(bad)]) == 2
+    assert "cannot read the NIH label file" in capsys.readouterr().err
+    assert main(["--nih-labels", str(tmp_path / "missing.csv.gz")]) == 2
