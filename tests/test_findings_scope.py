@@ -36,7 +36,7 @@ def binary_bundle(tmp_path_factory) -> Path:
 def scoped_bundle(tmp_path_factory) -> Path:
     """Three trained findings, two of them externally validated, Effusion research only."""
     folder = tmp_path_factory.mktemp("scoped") / "b"
-    return make_tiny_bundle(folder, 0.0, trained_findings=SCOPED_TRAINED, validated_findings=["Cardiomegaly", "Edema"])
+    return make_tiny_bundle(folder, 1e-6, trained_findings=SCOPED_TRAINED, validated_findings=["Cardiomegaly", "Edema"])
 
 
 @pytest.fixture(scope="module")
@@ -108,9 +108,9 @@ def test_names_are_normalised_to_the_canonical_spelling_and_order(binary_bundle,
 
 
 def test_a_lowercase_urgent_finding_triages_without_a_key_error(scoped_bundle, studies, tmp_path):
-    folder = edited(scoped_bundle, tmp_path, urgent_finding="cardiomegaly")  # Cardiomegaly threshold 0.0
+    folder = edited(scoped_bundle, tmp_path, urgent_finding="cardiomegaly")  # Cardiomegaly threshold 1e-6
     engine = Engine.from_path(folder, device="cpu")
-    assert engine.card.urgent_finding == engine.policy.finding == "Cardiomegaly" and engine.policy.threshold == 0.0
+    assert engine.card.urgent_finding == engine.policy.finding == "Cardiomegaly" and engine.policy.threshold == 1e-6
     results = list(engine.triage(sorted(studies.glob("*.dcm"))))
     assert len(results) == 3 and all(r.ok and r.urgent for r in results)  # not silently never urgent
 

@@ -160,7 +160,7 @@ def test_a_lower_case_card_triages_a_folder(tmp_path, tiny_bundle, folder):
         (bundle / item.name).write_bytes(item.read_bytes())
     card = json.loads((bundle / CARD_NAME).read_text())
     card["urgent_finding"] = "cardiomegaly"
-    card["operating_points"] = {name: {"cardiomegaly": 0.0} for name in card["operating_points"]}
+    card["operating_points"] = {name: {"cardiomegaly": 1e-6} for name in card["operating_points"]}
     card["trained_findings"] = [name.lower() for name in card["trained_findings"]]
     write_card(bundle, card)  # resealed: this test is about spellings, not tampering
     out = tmp_path / "lower.csv"
