@@ -44,12 +44,17 @@ def closed_form_cams(features: np.ndarray, head_row: np.ndarray, activation: str
     return np.maximum(np.einsum("nc,nchw->nhw", weights, maps), 0.0)
 
 
-def scaled_maps(cams: np.ndarray, height: int, width: int) -> np.ndarray:
+def scaled_maps(cams: np.ndarray, height: int, width: int, smooth: bool = True) -> np.ndarray:
     """Raw Grad-CAM maps (N, h, w) -> maps in [0, 1] at input resolution (N, height, width): scaled to
-    [0, 1], resized, scaled again, as pytorch-grad-cam does, except that the coarse map (7 x 7 for a 224 px
-    input) is upsampled bicubically (clipped at 0), not bilinearly: bilinear upsampling draws its hot area with
-    straight, square edges."""
-    return np.stack([_unit(upsample(_unit(cam), width, height)) for cam in cams]).astype(np.float32)
+    [0, 1], resized, scaled again, as pytorch-grad-cam does, except that with ``smooth`` (the maps shown) the
+    coarse map (7 x 7 for a 224 px input) is upsampled bicubically (clipped at 0): bilinear upsampling, as
+    pytorch-grad-cam's (``smooth=False``), draws the hot area with straight, square edges."""
+    resize = upsample if smooth else _bilinear
+    return np.stack([_unit(resize(_unit(cam), width, height)) for cam in cams]).astype(np.float32)
+
+
+def _bilinear(cam: np.ndarray, width: int, height: int) -> np.ndarray:
+    return cv2.resize(cam, (width, height))
 
 
 def upsample(cam: np.ndarray, width: int, height: int) -> np.ndarray:

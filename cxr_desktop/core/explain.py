@@ -15,12 +15,15 @@ from cxr_desktop.core.cam import map_to_image, scaled_maps
 __all__ = ["grad_cam", "map_to_image"]
 
 
-def grad_cam(model: nn.Module, target_layer: nn.Module, inputs: torch.Tensor, output_index: int) -> np.ndarray:
+def grad_cam(
+    model: nn.Module, target_layer: nn.Module, inputs: torch.Tensor, output_index: int, smooth: bool = True
+) -> np.ndarray:
     """Grad-CAM maps (Selvaraju et al., ICCV 2017) in [0, 1] at input resolution, one per item of ``inputs``
     (N, C, H, W): the target layer's activations weighted by the spatial mean of the gradient of output
     ``output_index``, summed over channels, ReLU, scaled to [0, 1], resized, scaled again. The same steps as
-    pytorch-grad-cam's ``GradCAM`` (tests/test_explain.py compares them), without its import (seconds: it
-    pulls in scikit-learn), so that the first heatmap a user asks for does not wait for it."""
+    pytorch-grad-cam's ``GradCAM`` (tests/test_explain.py compares them, ``smooth=False``), without its import
+    (seconds: it pulls in scikit-learn), so that the first heatmap a user asks for does not wait for it; with
+    ``smooth`` the coarse map is upsampled bicubically (``core.cam.scaled_maps``)."""
     activations: list[torch.Tensor] = []
     gradients: list[torch.Tensor] = []
 
@@ -43,4 +46,4 @@ def grad_cam(model: nn.Module, target_layer: nn.Module, inputs: torch.Tensor, ou
         handle.remove()
         model.train(was_training)
     height, width = inputs.shape[-2:]
-    return scaled_maps(cams, height, width)
+    return scaled_maps(cams, height, width, smooth)
