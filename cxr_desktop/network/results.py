@@ -43,8 +43,15 @@ CHEST_XRAY = hd.sr.CodedConcept("399208008", "SCT", "Plain chest X-ray")
 NO_UNITS = hd.sr.CodedConcept("1", "UCUM", "no units")
 # patient and study attributes the results copy from the source: empty where a (non-conformant) source lacks them
 TYPE2_STUDY_KEYWORDS = (
-    "PatientID", "PatientName", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime", "StudyID",
-    "AccessionNumber", "ReferringPhysicianName",
+    "PatientID",
+    "PatientName",
+    "PatientBirthDate",
+    "PatientSex",
+    "StudyDate",
+    "StudyTime",
+    "StudyID",
+    "AccessionNumber",
+    "ReferringPhysicianName",
 )
 FINDING_CODES = {"Cardiomegaly": CARDIOMEGALY}
 
