@@ -291,6 +291,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (auto/cpu: a bundle's ONNX copy scores)")
     p.set_defaults(func=_evaluate)
 
+    _add_export(sub)
+
+    _add_onnx_experiment_and_list(sub)
+    _add_guard(sub)
+    add_guard_site_parser(sub)
+    add_overlap_parser(sub)
+    return parser
+
+
+def _add_export(sub) -> None:
     p = sub.add_parser(
         "export",
         help="export a run as an app model bundle",
@@ -313,12 +323,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-onnx", action="store_true", help="skip the ONNX copy used by the faster CPU backend")
     p.set_defaults(func=_export)
 
-    _add_onnx_experiment_and_list(sub)
-    _add_guard(sub)
-    add_guard_site_parser(sub)
-    add_overlap_parser(sub)
-    return parser
-
 
 def _add_guard(sub) -> None:
     p = sub.add_parser(
@@ -333,9 +337,7 @@ def _add_guard(sub) -> None:
     p.add_argument("bundle", type=Path, help="the model bundle folder (its card is resealed)")
     p.add_argument("--images", type=Path, nargs="+", required=True, metavar="DIR", help="NIH image folders")
     p.add_argument("--labels", type=Path, required=True, help="the NIH Data_Entry CSV(.gz) for --images")
-    p.add_argument(
-        "--reference", type=Path, required=True, help="the model's training images: a label CSV or a folder"
-    )
+    p.add_argument("--reference", type=Path, required=True, help="the model's training images: a label CSV or a folder")
     p.add_argument("--max-reference", type=int, default=800, help="training images sampled for the reference")
     p.add_argument("--non-chest", type=Path, help="a folder of images that are not chest radiographs, to measure")
     p.add_argument("--components", type=int, default=64, help="principal components of the distance reference")
