@@ -88,6 +88,7 @@ def make_nih_folder(root, count=40):
     return images, labels
 
 
+@pytest.mark.slow
 def test_export_tunes_on_one_half_and_evaluation_records_the_other(tmp_path):
     root = make_folder_dataset(tmp_path / "data")
     config = write_config(tmp_path, root)
@@ -134,6 +135,7 @@ def test_export_tunes_on_one_half_and_evaluation_records_the_other(tmp_path):
     assert card.training_signatures["images"] == 36, "every training and validation image has a signature"
 
 
+@pytest.mark.slow
 def test_evaluation_finds_and_leaves_out_copies_of_training_images_by_itself(tmp_path):
     root = make_folder_dataset(tmp_path / "data")
     assert train_main(["train", "-c", str(write_config(tmp_path, root)), "--set", "name=leak"]) == 0

@@ -71,6 +71,7 @@ def test_train_evaluate_export(tiny, tmp_path):
     assert again["findings"]["Cardiomegaly"]["auroc"] == pytest.approx(metrics["findings"]["Cardiomegaly"]["auroc"])
 
 
+@pytest.mark.slow
 def test_resume_after_kill_matches_an_uninterrupted_run(tiny, tmp_path):
     """With loader workers (their augmentation must follow the epoch), warm-up and a weight average."""
     tmp, root = tiny
