@@ -31,7 +31,7 @@ from cxr_desktop.inference.onnx_scorer import (
     open_verified,
     sigmoid,
 )
-from cxr_desktop.inference.probe import PROBE_NOISE, check_guard_accepts, probe_inputs
+from cxr_desktop.inference.probe import check_guard_accepts, plain_radiographs, probe_inputs
 from cxr_desktop.inference.triage import TriagePolicy
 from cxr_desktop.studies.reader import read_study
 from cxr_desktop.studies.study import StudyError, StudyInfo, is_lateral
@@ -151,8 +151,8 @@ class Engine:
                 f"{self.bundle.path}: the model gives non-finite outputs (NaN or infinite) on a probe image; "
                 "its weights are damaged"
             )
-        if self.guard is not None and features is not None:
-            check_guard_accepts(self.guard, features[: len(self._probe_inputs) - PROBE_NOISE], self.bundle.path)
+        if self.guard is not None and features is not None and (plain := plain_radiographs(self.spec)):
+            check_guard_accepts(self.guard, self._forward(plain)[1], self.bundle.path)
 
     def _choose_onnx(self, backend: str) -> OnnxScorer | None:
         if backend == "torch":
