@@ -2,7 +2,9 @@
 
 The file is read once, in one read, through :func:`open_regular` (regular files within the size cap only); a
 PNG is used up to its end chunk and refused when much follows it, a JPEG when its end marker is not near the
-end of the file. EXIF orientation is applied, as every viewer does.
+end of the file. EXIF orientation is applied, as every viewer does. Pixels that the file says are not square
+(a PNG's pHYs chunk, a JPEG's JFIF density: horizontal and vertical pixels per unit differ) are resampled to
+square ones, as for DICOM (``studies.aspect``), before the orientation is applied.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from cxr_desktop.studies.aspect import MAX_RATIO, square_pixels
 from cxr_desktop.studies.study import (
     MAX_PIXELS,
     LoadedStudy,
@@ -93,15 +96,37 @@ def _orientation(img: Image.Image) -> int:
     return value if 1 <= value <= 8 else 1
 
 
-def _header(path: Path, data: bytes) -> tuple[int, int, str, int]:
-    """(width, height, mode, EXIF orientation) from the header without decoding the pixels."""
+def _density(img: Image.Image) -> tuple[float, float] | None:
+    """(horizontal, vertical) pixels per unit as the file states them, or None when it does not."""
+    for key in ("jfif_density", "dpi", "aspect"):  # JPEG's JFIF; PNG's pHYs in metres ("dpi") or unitless
+        value = img.info.get(key)
+        if isinstance(value, tuple) and len(value) == 2:
+            return float(value[0]), float(value[1])
+    return None
+
+
+def _pixel_ratio(path: Path, img: Image.Image) -> float:
+    """A stored pixel's height over its width (1.0 when square or unstated): horizontal over vertical density."""
+    density = _density(img)
+    if density is None or min(density) <= 0:  # 0 means "not stated" (JFIF 0/0, a pHYs of zeros)
+        return 1.0
+    ratio = density[0] / density[1]
+    if not 1 / MAX_RATIO <= ratio <= MAX_RATIO:
+        raise StudyError(
+            path, f"pixel density {density[0]:g}x{density[1]:g} gives a pixel aspect ratio outside 1:4 to 4:1"
+        )
+    return ratio
+
+
+def _header(path: Path, data: bytes) -> tuple[int, int, str, int, float]:
+    """(width, height, mode, EXIF orientation, pixel height/width) from the header without decoding the pixels."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as img:
                 if img.format not in ("PNG", "JPEG", "MPO"):
                     raise StudyError(path, f"file holds {img.format} data, not PNG or JPEG")
-                return img.width, img.height, img.mode, _orientation(img)
+                return img.width, img.height, img.mode, _orientation(img), _pixel_ratio(path, img)
     except (Image.DecompressionBombWarning, Image.DecompressionBombError):
         raise StudyError(
             path, f"image dimensions exceed the decompression-bomb limit ({Image.MAX_IMAGE_PIXELS:,} px)"
@@ -113,7 +138,7 @@ def _header(path: Path, data: bytes) -> tuple[int, int, str, int]:
 
 
 def _info(path: Path, data: bytes, metadata: dict[str, str] | None) -> tuple[StudyInfo, int]:
-    width, height, mode, orientation = _header(path, data)
+    width, height, mode, orientation, ratio = _header(path, data)
     if width * height > MAX_PIXELS:
         raise StudyError(path, f"image of {width}x{height} px is larger than the {MAX_PIXELS:,} px limit")
     if orientation >= 5:  # stored sideways: shown (and scored) with width and height swapped
@@ -130,6 +155,8 @@ def _info(path: Path, data: bytes, metadata: dict[str, str] | None) -> tuple[Stu
         columns=width,
         extra={"mode": mode, **({"exif_orientation": str(orientation)} if orientation != 1 else {})},
     )
+    if ratio != 1.0:
+        info.extra["pixel_aspect"] = f"{ratio:.6g}"
     return info, orientation
 
 
@@ -179,8 +206,8 @@ def decode_gray(path: Path, data: bytes | None = None) -> np.ndarray:
     return image
 
 
-def _pixels(path: Path, data: bytes, orientation: int) -> np.ndarray:
-    image = check_pixels(path, apply_orientation(decode_gray(path, data), orientation))
+def _pixels(path: Path, data: bytes, orientation: int, ratio: float = 1.0) -> np.ndarray:
+    image = check_pixels(path, apply_orientation(square_pixels(decode_gray(path, data), ratio), orientation))
     if image.dtype == np.uint16:
         # 16-bit PNGs often hold 10-14 bit data: stretch the stored range for display
         image = unit_range(image)
@@ -191,10 +218,10 @@ def read_raster(path: Path, metadata: dict[str, str] | None = None) -> LoadedStu
     """Header and pixels from one read of the file."""
     data = read_image_bytes(path)
     info, orientation = _info(path, data, metadata)
-    return LoadedStudy(info, _pixels(path, data, orientation))
+    return LoadedStudy(info, _pixels(path, data, orientation, float(info.extra.get("pixel_aspect", 1.0))))
 
 
-def read_raster_pixels(path: Path, orientation: int = 1) -> np.ndarray:
-    """The display image alone, for a study whose header was read already: one read and one decode, no
-    hash and no header parse."""
-    return _pixels(path, read_image_bytes(path), orientation)
+def read_raster_pixels(path: Path, orientation: int = 1, ratio: float = 1.0) -> np.ndarray:
+    """The display image alone, for a study whose header was read already (its EXIF orientation and pixel
+    aspect ratio): one read and one decode, no hash and no header parse."""
+    return _pixels(path, read_image_bytes(path), orientation, ratio)

@@ -185,6 +185,8 @@ def read_pixels(path: Path, info: StudyInfo) -> np.ndarray:
             from cxr_desktop.studies.dicom import read_dicom_pixels
 
             return read_dicom_pixels(path)
-        return read_raster_pixels(path, int(info.extra.get("exif_orientation", 1)))
+        return read_raster_pixels(
+            path, int(info.extra.get("exif_orientation", 1)), float(info.extra.get("pixel_aspect", 1.0))
+        )
 
     return _guarded(path, read)
