@@ -34,6 +34,7 @@ def pytest_make_collect_report(collector):
         report.outcome = "skipped"
         report.longrepr = (str(collector.path), 0, f"Skipped: needs {missing[0]} (the [{extra}] extra)")
 
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("CXR_SHARED_DATA", REPO.parent / "shared" / "data"))
 DEMO = REPO / "resources" / "demo"
