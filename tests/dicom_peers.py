@@ -67,12 +67,12 @@ def echoscu(port: int, calling: str = "MODALITY", called: str = "CXRTRIAGE") -> 
 
 
 @contextmanager
-def storescp(folder: Path, port: int | None = None, ae_title: str = "PACS") -> Iterator[int]:
+def storescp(folder: Path, port: int | None = None, ae_title: str = "PACS", tls: tuple[str, ...] = ()) -> Iterator[int]:
     """A PACS (dcmtk's storescp) that stores what it is sent into ``folder``, each object in a file of its own
-    (a resend makes a second file); yields its port."""
+    (a resend makes a second file); yields its port. ``tls``: storescp's TLS options (``+tls KEY CERT ...``)."""
     port = port or free_port()
     folder.mkdir(parents=True, exist_ok=True)
-    args = [require_tool("storescp"), "-aet", ae_title, "-od", str(folder), "+uf", str(port)]
+    args = [require_tool("storescp"), "-aet", ae_title, *tls, "-od", str(folder), "+uf", str(port)]
     process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         wait_for(lambda: _listening(port) or process.poll() is not None, 30, "storescp to listen")

@@ -208,3 +208,27 @@ def test_destinations_parse_or_say_why():
     for bad in ["PACS", "PACS@host", "PACS@host:0", "A" * 17 + "@h:104", "@h:104", "PACS@h:70000"]:
         with pytest.raises(ValueError, match="AE@HOST:PORT"):
             Destination.parse(bad)
+
+
+def test_associations_beyond_the_cap_are_rejected_as_transient_and_served_once_one_ends(tmp_path):
+    config = NodeConfig("CXRTRIAGE", 0, tmp_path / "store", "127.0.0.1", max_associations=1)
+    node = DicomNode(config, TriageSession())
+    node.start()
+    ae = AE(ae_title="MODALITY")
+    ae.add_requested_context("1.2.840.10008.1.1")  # Verification
+    try:
+        first = ae.associate("127.0.0.1", node.port, ae_title="CXRTRIAGE")
+        assert first.is_established
+        second = ae.associate("127.0.0.1", node.port, ae_title="CXRTRIAGE")
+        assert second.is_rejected and not second.is_established
+        first.release()
+
+        def established():
+            assoc = ae.associate("127.0.0.1", node.port, ae_title="CXRTRIAGE")
+            return assoc if assoc.is_established else None
+
+        third = wait_for(established, 10, "an association once the first has ended")
+        assert third.send_c_echo().Status == 0
+        third.release()
+    finally:
+        node.stop(grace_s=5)

@@ -1,6 +1,7 @@
 """DICOM TLS: the node with its certificate and a CA; dcmtk's echoscu and storescu with a client certificate
-signed by that CA get through, a plain (non-TLS) association and a certificate of another CA do not. The
-certificates are made here with openssl."""
+signed by that CA get through, a plain (non-TLS) association and a certificate of another CA do not. Results
+sent over TLS reach a PACS (dcmtk's storescp) whose certificate the hospital CA signed for its address, and wait
+in the outbox at one whose certificate it did not sign. The certificates are made here with openssl."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from dicom_peers import require_tool, wait_for
+from dicom_peers import require_tool, storescp, wait_for
 
-from cxr_desktop.network.node import DicomNode, NodeConfig, tls_context
+from cxr_desktop.network.node import DicomNode, NodeConfig, client_tls_context, tls_context
+from cxr_desktop.network.outbox import Destination, Outbox, encode
+from cxr_desktop.studies.synthetic import build_dataset, synthetic_chest
 from cxr_desktop.worklist.session import TriageSession
 
 
@@ -38,9 +41,14 @@ def make_ca(folder: Path, name: str) -> tuple[Path, Path]:
     return key, cert
 
 
-def make_cert(folder: Path, name: str, ca: tuple[Path, Path]) -> tuple[Path, Path]:
+def make_cert(folder: Path, name: str, ca: tuple[Path, Path], address: str | None = None) -> tuple[Path, Path]:
+    """A key and a certificate signed by ``ca``; with ``address``, valid for that IP address (a server's)."""
     key, request, cert = folder / f"{name}.key", folder / f"{name}.csr", folder / f"{name}.crt"
     _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}", "-keyout", str(key), "-out", str(request))
+    extensions = []
+    if address:
+        (folder / f"{name}.ext").write_text(f"subjectAltName=IP:{address}\n")
+        extensions = ["-extfile", str(folder / f"{name}.ext")]
     _openssl(
         "x509",
         "-req",
@@ -55,6 +63,7 @@ def make_cert(folder: Path, name: str, ca: tuple[Path, Path]) -> tuple[Path, Pat
         "2",
         "-out",
         str(cert),
+        *extensions,
     )
     return key, cert
 
@@ -98,3 +107,38 @@ def test_plain_dicom_and_a_foreign_certificate_are_refused(tls_node):
     refused = _dcmtk("echoscu", node.port, "+tls", str(key), str(cert), "-ic")
     assert refused.returncode != 0
     assert node.store.instances() == []
+
+
+def _queued_result(outbox: Outbox) -> None:
+    """One secondary capture queued for every destination, as the node queues a heatmap capture."""
+    outbox.put("SC-tls-test.dcm", encode(build_dataset(synthetic_chest(64), modality="OT")))
+
+
+@pytest.mark.parametrize("signed_by_the_hospital", [True, False])
+def test_results_go_over_tls_only_to_a_pacs_whose_certificate_the_ca_signed(tmp_path, signed_by_the_hospital):
+    ca = make_ca(tmp_path, "hospital")
+    signer = ca if signed_by_the_hospital else make_ca(tmp_path, "elsewhere")
+    pacs_key, pacs_cert = make_cert(tmp_path, "pacs", signer, address="127.0.0.1")
+    node_key, node_cert = make_cert(tmp_path, "cxr-node", ca)
+    pacs_tls = ("+tls", str(pacs_key), str(pacs_cert), "+cf", str(ca[1]))  # the PACS checks the node's, too
+    with storescp(tmp_path / "pacs", tls=pacs_tls) as port:
+        destination = Destination("PACS", "127.0.0.1", port)
+        outbox = Outbox(
+            tmp_path / "outbox",
+            [destination],
+            "CXRTRIAGE",
+            min_delay_s=0.2,
+            max_delay_s=0.5,
+            tls=client_tls_context(ca[1], node_cert, node_key),
+        )
+        _queued_result(outbox)
+        outbox.start()
+        try:
+            if signed_by_the_hospital:
+                wait_for(lambda: not outbox.pending(destination), 30, "the result sent over TLS")
+                assert [p.name[:2] for p in (tmp_path / "pacs").iterdir()] == ["SC"]
+            else:
+                wait_for(lambda: outbox.tries_failed >= 2, 30, "two refused tries")
+                assert outbox.pending(destination) and not any((tmp_path / "pacs").iterdir())
+        finally:
+            outbox.stop()

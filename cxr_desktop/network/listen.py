@@ -12,7 +12,7 @@ import sys
 import threading
 from pathlib import Path
 
-from cxr_desktop.network.node import DicomNode, NodeConfig, tls_context
+from cxr_desktop.network.node import DicomNode, NodeConfig, client_tls_context, tls_context
 from cxr_desktop.network.outbox import Destination, Outbox
 from cxr_desktop.network.produce import LEDGER, ResultSink
 from cxr_desktop.worklist.session import TriageSession
@@ -73,6 +73,21 @@ def add_listen_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--tls-ca", type=Path, default=None, help="DICOM TLS: accept only peers with a certificate signed by this CA"
     )
+    parser.add_argument(
+        "--send-tls-ca",
+        type=Path,
+        default=None,
+        metavar="PEM",
+        help="send results over DICOM TLS: each destination must present a certificate signed by this CA for its "
+        "host; --tls-cert/--tls-key, when given, are presented to it (mutual TLS)",
+    )
+    parser.add_argument(
+        "--max-associations",
+        type=int,
+        default=10,
+        metavar="N",
+        help="associations served at once; one more is rejected as transient, the sender retries (default 10)",
+    )
 
 
 def node_tls(args: argparse.Namespace) -> ssl.SSLContext | None:
@@ -89,17 +104,35 @@ def node_tls(args: argparse.Namespace) -> ssl.SSLContext | None:
         raise ValueError(f"cannot use the TLS certificate, key or CA: {exc}") from exc
 
 
+def sending_tls(args: argparse.Namespace) -> ssl.SSLContext | None:
+    """The TLS for sending results (None: plain DICOM); ``ValueError`` saying what is wrong."""
+    if args.send_tls_ca is None:
+        return None
+    if not args.send_results:
+        raise ValueError("--send-tls-ca needs --send-results")
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise ValueError("DICOM TLS needs both --tls-cert and --tls-key")
+    try:
+        return client_tls_context(args.send_tls_ca, args.tls_cert, args.tls_key)
+    except (OSError, ssl.SSLError) as exc:
+        raise ValueError(f"cannot use --send-tls-ca or the node's certificate for sending: {exc}") from exc
+
+
 def serve(session: TriageSession, args: argparse.Namespace) -> int:
     """Run the node until SIGTERM or SIGINT (call from the main thread)."""
-    outbox = None
-    if args.send_results:
-        outbox = Outbox(args.outbox or args.store / OUTBOX, args.send_results, args.ae_title)
     try:
-        tls = node_tls(args)
+        tls, send_tls = node_tls(args), sending_tls(args)
+        if args.max_associations < 1:
+            raise ValueError(f"--max-associations must be at least 1, got {args.max_associations}")
     except ValueError as exc:
         print(f"cxr-triage listen: {exc}", file=sys.stderr)
         return 2
-    config = NodeConfig(args.ae_title, args.port, args.store, args.host, args.allow_ae, tls=tls)
+    outbox = None
+    if args.send_results:
+        outbox = Outbox(args.outbox or args.store / OUTBOX, args.send_results, args.ae_title, tls=send_tls)
+    config = NodeConfig(
+        args.ae_title, args.port, args.store, args.host, args.allow_ae, tls=tls, max_associations=args.max_associations
+    )
     sink = ResultSink(args.results, outbox, args.store / LEDGER)
     counts_lock = threading.Lock()
 
@@ -124,6 +157,8 @@ def serve(session: TriageSession, args: argparse.Namespace) -> int:
             outbox.start()
         allowed = ", ".join(args.allow_ae) or "any calling AE"
         secure = "DICOM TLS" if tls else "plain DICOM"
+        if outbox is not None:
+            secure += "; results sent over " + ("DICOM TLS" if send_tls else "plain DICOM")
         print(
             f"cxr-triage: listening as {args.ae_title}@{args.host}:{node.port} ({allowed}; {secure}); "
             f"storing into {args.store}",

@@ -89,6 +89,8 @@ class NodeConfig:
     allowed_aes: list[str] = field(default_factory=list)
     max_pdu: int = 0  # 0: unlimited (pynetdicom's default is 16 kB)
     tls: ssl.SSLContext | None = None  # DICOM TLS (PS3.15 Annex B): see ``tls_context``
+    # associations served at once; one more is rejected (transient, "local limit exceeded"): the sender retries
+    max_associations: int = 10
 
 
 def tls_context(cert: Path, key: Path, ca: Path | None = None) -> ssl.SSLContext:
@@ -99,6 +101,17 @@ def tls_context(cert: Path, key: Path, ca: Path | None = None) -> ssl.SSLContext
     context.load_cert_chain(str(cert), str(key))
     if ca is not None:
         context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+def client_tls_context(ca: Path, cert: Path | None = None, key: Path | None = None) -> ssl.SSLContext:
+    """TLS for the associations this node opens (sending results): the destination must present a
+    certificate signed by ``ca`` (PEM) for the host name or address it is reached at; with ``cert`` and
+    ``key`` this node presents its own (mutual TLS). TLS 1.2 at least."""
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(ca))
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if cert is not None and key is not None:
+        context.load_cert_chain(str(cert), str(key))
     return context
 
 
@@ -133,6 +146,7 @@ class DicomNode:
     def application_entity(self) -> AE:
         ae = AE(ae_title=self.config.ae_title)
         ae.maximum_pdu_size = self.config.max_pdu
+        ae.maximum_associations = self.config.max_associations
         ae.require_calling_aet = list(self.config.allowed_aes)
         ae.add_supported_context(Verification)
         for sop_class in STORAGE_CLASSES:

@@ -7,13 +7,15 @@ as long as it takes, across restarts of the node: the files stay until sent.
 Nothing is lost: a result is in the outbox (fsynced) before the study counts as done. Nothing is sent twice,
 with one exception that no sender can avoid without the receiver's help: a node killed after the destination
 stored an object and before its file was deleted sends it again after the restart; the object has the same SOP
-Instance UID, so the PACS keeps one copy."""
+Instance UID, so the PACS keeps one copy. With ``tls`` (``node.client_tls_context``) every association is DICOM
+TLS and the destination's certificate is checked against the given CA and its host name or address."""
 
 from __future__ import annotations
 
 import io
 import logging
 import re
+import ssl
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,15 +77,18 @@ class Outbox:
         min_delay_s: float = 1.0,
         max_delay_s: float = 300.0,
         timeout_s: float = 30.0,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.folder = Path(folder)
         self.destinations = destinations
         self.calling_ae = calling_ae
         self.min_delay_s, self.max_delay_s, self.timeout_s = min_delay_s, max_delay_s, timeout_s
+        self.tls = tls
         self._stop = threading.Event()
         self._wake = {d: threading.Event() for d in destinations}
         self._threads: list[threading.Thread] = []
         self.sent = 0
+        self.tries_failed = 0  # tries that left files waiting (a destination down, refusing or untrusted)
         for destination in destinations:
             self.queue_folder(destination).mkdir(parents=True, exist_ok=True)
         (self.folder / TEMP).mkdir(parents=True, exist_ok=True)
@@ -133,6 +138,7 @@ class Outbox:
             if self._send(destination, files):
                 delay = self.min_delay_s
                 continue
+            self.tries_failed += 1
             log.warning("results for %s: %d waiting; next try in %.0f s", destination, len(files), delay)
             self._stop.wait(delay)
             delay = min(delay * 2, self.max_delay_s)
@@ -143,9 +149,11 @@ class Outbox:
         ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = self.timeout_s
         for sop_class in RESULT_CLASSES:
             ae.add_requested_context(sop_class, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
-        assoc = ae.associate(destination.host, destination.port, ae_title=destination.ae_title)
+        tls_args = (self.tls, destination.host) if self.tls is not None else None
+        assoc = ae.associate(destination.host, destination.port, ae_title=destination.ae_title, tls_args=tls_args)
         if not assoc.is_established:
-            log.warning("results: no association with %s (refused, aborted or unreachable)", destination)
+            secure = " (TLS: is its certificate signed by the CA given, for this host?)" if self.tls else ""
+            log.warning("results: no association with %s (refused, aborted or unreachable)%s", destination, secure)
             return False
         try:
             for path in files:
