@@ -9,6 +9,7 @@ film is written to a file and scored like any study. A changed film should keep 
 its source's), or the input check should say why not; the bad case is a lost flag with quality ``ok``.
 
     nice -n 10 .venv/bin/python scripts/film_changes.py [--model BUNDLE] [--json OUT.json] [--crop-borders]
+        [--allow-unvalidated]
 
 ``--crop-borders`` scores a copy of the bundle whose card opts in to ``preprocessing.crop_borders`` (resealed
 under a temporary folder; the bundle itself is not touched): what the same weights would do with the crop.
@@ -17,6 +18,7 @@ under a temporary folder; the bundle itself is not touched): what the same weigh
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import shutil
@@ -204,12 +206,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="also write the rows (and each film's scores) here")
     parser.add_argument("--crop-borders", action="store_true", help="score a copy whose card opts in to the crop")
+    parser.add_argument(
+        "--allow-unvalidated",
+        action="store_true",
+        help="flag with a bundle that has no external validation record (a candidate being screened)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
 
     with tempfile.TemporaryDirectory(prefix="film-changes-model-") as folder:
         model = cropping_copy(args.model, Path(folder)) if args.crop_borders else args.model
         engine = Engine.from_path(model, device="cpu", operating_point=args.operating_point)
+        engine.policy = dataclasses.replace(engine.policy, allow_unvalidated=args.allow_unvalidated)
         return measure(engine, args)
 
 
