@@ -4,6 +4,8 @@ dciodvfy (no errors) and dcmtk's dsrdump (parses, says what the issue asks)."""
 
 from __future__ import annotations
 
+import os
+
 import pydicom
 import pytest
 from conftest import make_tiny_bundle
@@ -11,6 +13,11 @@ from dicom_peers import dciodvfy_errors, dsrdump
 
 from cxr_desktop.cli import main
 from cxr_desktop.core.card import read_card
+from cxr_desktop.inference.engine import Engine
+from cxr_desktop.network.produce import ResultSink, result_objects
+from cxr_desktop.network.results import ResultError
+from cxr_desktop.studies.synthetic import synthetic_chest, write_dicom
+from cxr_desktop.worklist.session import TriageSession
 
 CHEST = ["nih_dx_chest_uncompressed.dcm", "siim_cr_chest_pa_jpeg_baseline.dcm", "cr_mono1_10bit_chest_no_meta.dcm"]
 
@@ -112,3 +119,27 @@ def test_the_same_study_scored_again_gives_the_same_uids(results, tmp_path):
         ]
     )
     assert {p.name for p in again.glob("*.dcm")} <= {p.name for p in out.glob("*.dcm")}
+
+
+def test_a_source_replaced_after_scoring_lends_its_identity_to_no_result(tmp_path, dicom_dir):
+    """A file renamed over a scored study (another patient's film) between scoring and making the results: no
+    SR or capture is made for it (they would carry the new file's patient and study with the old one's score);
+    the other study's results are made as usual."""
+    bundle = make_tiny_bundle(tmp_path / "bundle", cardiomegaly_threshold=1e-6)
+    session = TriageSession(Engine.from_path(bundle, device="cpu"))
+    studies = tmp_path / "studies"
+    studies.mkdir()
+    first = write_dicom(studies / "IM0001.dcm", synthetic_chest(128, seed=1), patient_id="PAT-A")
+    second = write_dicom(studies / "IM0002.dcm", synthetic_chest(128, seed=2), patient_id="PAT-B")
+    rows = {row.path: row for row in session.run([first, second])}
+    assert all(row.urgent for row in rows.values())
+    other = write_dicom(tmp_path / "other.dcm", synthetic_chest(128, seed=3), patient_id="PAT-C")
+    os.replace(other, first)  # PAT-C's film now under the name PAT-A's study was scored from
+
+    with pytest.raises(ResultError, match="now holds another study"):
+        result_objects(session, rows[first])
+    sink = ResultSink(folder=tmp_path / "out")
+    assert sink.deliver(session, rows[first]) == []
+    assert len(sink.deliver(session, rows[second])) == 2  # SR and capture
+    patients = {pydicom.dcmread(p).PatientID for p in (tmp_path / "out").glob("*.dcm")}
+    assert patients == {"PAT-B"}

@@ -46,7 +46,7 @@ def result_objects(session: TriageSession, row: Row) -> list[Dataset]:
     if row.info is None or row.info.kind != "dicom":
         raise ResultError(f"{row.path.name}: DICOM results need a DICOM source")
     facts = model_facts(session)
-    source = read_source(row.path)
+    source = read_source(row.path, row.info)
     objects: list[Dataset] = [structured_report(row, source, facts)]
     if row.urgent:
         try:

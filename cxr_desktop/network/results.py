@@ -22,13 +22,14 @@ from pathlib import Path
 import cv2
 import highdicom as hd
 import numpy as np
-import pydicom
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
 from cxr_desktop.core.heatmap_overlay import overlay
 from cxr_desktop.core.preprocess import to_uint8
+from cxr_desktop.studies.dicom import dicom_info, read_identified
+from cxr_desktop.studies.study import StudyError, StudyInfo, same_identity
 from cxr_desktop.worklist.rows import CHECK, DONE, URGENT, Row
 
 DISCLAIMER = "AI triage result, not for diagnosis"
@@ -92,9 +93,16 @@ def result_uid(source_uid: str, fingerprint: str, kind: str) -> str:
     return generate_uid(entropy_srcs=[source_uid, fingerprint, kind])
 
 
-def read_source(path: Path) -> Dataset:
-    """The source instance's header (pixels are read by the session)."""
-    ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
+def read_source(path: Path, scored: StudyInfo) -> Dataset:
+    """The source instance's header (pixels are read by the session), from one read of the file that also
+    gives its identity; ``ResultError`` when the file no longer holds the study that was scored (``scored``):
+    a file replaced after scoring must not lend its patient, study or UIDs to another patient's result."""
+    try:
+        ds, key = read_identified(path, with_pixels=False)
+    except StudyError as exc:
+        raise ResultError(f"{path.name}: the source cannot be read again ({exc.reason})") from None
+    if not same_identity(dicom_info(path, ds, key), scored):
+        raise ResultError(f"{path.name}: the file now holds another study than the one scored; no results made")
     for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID"):
         if not str(ds.get(keyword, "")).strip():
             raise ResultError(f"{path.name}: the source instance has no {keyword}")
