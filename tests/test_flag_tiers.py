@@ -85,18 +85,22 @@ def test_a_doubtful_film_with_a_high_score_is_a_check_row_and_stays_visible(tmp_
         "rotated-high.dcm": CHECK,
         "inverted-high.dcm": CHECK,
         "rotated-low.dcm": ROUTINE,
-        "lateral-high.dcm": ROUTINE,  # outside the model's scope: routine, with its own note
+        "lateral-high.dcm": CHECK,  # outside the model's scope, or a wrong view tag: never buried
         "routine.dcm": ROUTINE,
         "broken.dcm": "",  # not scored: status=error says why
     }
     assert rows["rotated-high.dcm"].warnings[0] == f"CHECK — score above threshold, input doubtful: {ROTATED}"
     assert not rows["rotated-high.dcm"].urgent and not rows["rotated-high.dcm"].quality_note
     assert rows["rotated-low.dcm"].quality_note and not rows["rotated-low.dcm"].check_note
-    assert rows["lateral-high.dcm"].warnings == [LATERAL_NOTE]
-    assert not rows["lateral-high.dcm"].check and not rows["lateral-high.dcm"].urgent
+    assert rows["lateral-high.dcm"].warnings == [
+        f"CHECK — score above threshold, input doubtful: {LATERAL}",
+        LATERAL_NOTE,
+    ]
+    assert rows["lateral-high.dcm"].check and not rows["lateral-high.dcm"].urgent
     order = [row.path.name for row in worklist.ordered(now=rows["urgent.dcm"].arrived_at)]
-    assert order[:3] == ["urgent.dcm", "rotated-high.dcm", "inverted-high.dcm"]
-    assert worklist.counts()[URGENT] == 1 and worklist.counts()[CHECK] == 2
+    assert order[0] == "urgent.dcm"
+    assert set(order[1:4]) == {"lateral-high.dcm", "rotated-high.dcm", "inverted-high.dcm"}
+    assert worklist.counts()[URGENT] == 1 and worklist.counts()[CHECK] == 3
 
 
 def test_changing_the_operating_point_re_tiers_at_once(tmp_path):
@@ -106,9 +110,9 @@ def test_changing_the_operating_point_re_tiers_at_once(tmp_path):
     assert (
         tiers["urgent.dcm"] == ROUTINE and tiers["rotated-high.dcm"] == CHECK and tiers["inverted-high.dcm"] == ROUTINE
     )
-    assert worklist.ordered()[0].path.name == "rotated-high.dcm"
+    assert {row.path.name for row in worklist.ordered()[:2]} == {"rotated-high.dcm", "lateral-high.dcm"}
     worklist.set_policy(TriagePolicy("Cardiomegaly", 0.05, "lenient"))
-    assert sum(row.check for row in worklist.rows) == 3  # the rotated film below 0.5 is now CHECK too
+    assert sum(row.check for row in worklist.rows) == 4  # the rotated film below 0.5 is now CHECK too
 
 
 # -- research mode, pure Python --------------------------------------------------------------------------------
@@ -135,7 +139,7 @@ def test_a_model_without_validation_of_its_urgent_finding_flags_nothing(tmp_path
     assert all(row.probabilities for row in worklist.rows if row.status == "done"), "scores are still shown"
     allowed = TriagePolicy.from_card(card(validated), allow_unvalidated=True)
     assert allowed.flags and "UNVALIDATED" in allowed.mode_note
-    assert worklist.set_policy(allowed) == 1 and worklist.counts()[CHECK] == 2
+    assert worklist.set_policy(allowed) == 1 and worklist.counts()[CHECK] == 3
 
 
 def test_the_shipped_model_is_validated_and_flags():

@@ -108,7 +108,7 @@ class Row:
     @property
     def doubtful(self) -> bool:
         """Does the input guard doubt this frontal film (rotated, inverted, not a chest radiograph)? A lateral
-        view is not doubtful but outside the model's scope: it stays routine, with its own note."""
+        view is not doubtful but outside the model's scope, with its own note (CHECK when it scores high)."""
         return not self.lateral and self.quality not in (OK, "")
 
     @property
@@ -236,9 +236,10 @@ class Worklist:
 
     def _flag(self, row: Row) -> None:
         """Set the row's tier: at or above the threshold (never in research mode), URGENT when its input passed
-        the guard, CHECK when the guard doubts the film; a lateral view is neither."""
+        the guard, else CHECK: the guard doubts the film, or its header says lateral (outside the model's scope,
+        or a frontal film with a wrong view tag: either way a high score is not buried among routine studies)."""
         above = self.policy is not None and self.policy.is_urgent(row.probabilities)
-        row.urgent, row.check = above and row.flaggable, above and row.doubtful
+        row.urgent, row.check = above and row.flaggable, above and not row.flaggable
 
     def set_policy(self, policy: TriagePolicy) -> int:
         """Tier every scored row at ``policy``'s threshold; returns the number of urgent rows."""
