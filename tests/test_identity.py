@@ -18,7 +18,8 @@ from cxr_desktop.cli import summary
 from cxr_desktop.core.bundle import load_bundle
 from cxr_desktop.inference.engine import Engine
 from cxr_desktop.studies.reader import StudyReplaced
-from cxr_desktop.studies.synthetic import write_dicom
+from cxr_desktop.studies.scan import iter_scan
+from cxr_desktop.studies.synthetic import synthetic_chest, write_dicom
 from cxr_desktop.worklist.export import export_csv
 from cxr_desktop.worklist.image_cache import ImageCache
 from cxr_desktop.worklist.reviews import ReviewStore
@@ -222,3 +223,19 @@ def test_a_chmod_000_folder_gets_a_row(engine, tmp_path):
     finally:
         locked.chmod(0o755)
     assert row.path == locked and "cannot list folder" in row.error
+
+
+def test_studies_in_a_linked_folder_are_listed_and_a_link_loop_is_listed_once(tmp_path):
+    """A link to a folder (a mounted share, a day folder) is followed: its studies get rows; a link back to a
+    folder already listed is not followed again (no endless walk, no study listed twice)."""
+    real = tmp_path / "real"
+    real.mkdir()
+    write_dicom(real / "IM0001.dcm", synthetic_chest(64, seed=4), patient_id="LINKED")
+    top = tmp_path / "top"
+    top.mkdir()
+    write_dicom(top / "plain.dcm", synthetic_chest(64, seed=5), patient_id="PLAIN")
+    (top / "linked_folder").symlink_to(real, target_is_directory=True)
+    (real / "back_to_top").symlink_to(top, target_is_directory=True)  # a loop through the link
+    found = list(iter_scan([top]))
+    assert sorted(e.info.patient_id for e in found if e.info) == ["LINKED", "PLAIN"]
+    assert not [e for e in found if e.error]

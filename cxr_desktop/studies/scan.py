@@ -31,8 +31,9 @@ class Scanned:
 
 
 def iter_study_files(paths: Iterable[str | Path]) -> Iterator[Path]:
-    """Every candidate study file under the given files/folders, sorted, never following directory links (a
-    folder that cannot be listed is logged; :func:`iter_scan` gives it a row)."""
+    """Every candidate study file under the given files/folders, sorted (a folder that cannot be listed is
+    logged; :func:`iter_scan` gives it a row). Links to folders (a mounted share, a day folder) are followed,
+    each folder listed once: a link back to a folder already listed (a loop) is not followed again."""
     for entry in iter_entries(paths):
         if isinstance(entry, Path):
             yield entry
@@ -47,16 +48,39 @@ def iter_entries(paths: Iterable[str | Path], listed: Callable[[Path], None] | N
             yield root
             continue
         failed: list[OSError] = []
-        for folder, dirs, files in os.walk(root, onerror=failed.append, followlinks=False):
+        seen = {_folder_key(root)}
+        for folder, dirs, files in os.walk(root, onerror=failed.append, followlinks=True):
             yield from _unlisted(failed)
             if listed is not None:
                 listed(Path(folder))
-            dirs.sort()
+            dirs[:] = sorted(name for name in dirs if _first_visit(Path(folder) / name, seen))
             for name in sorted(files):
                 path = Path(folder) / name
                 if _listed(path):
                     yield path
         yield from _unlisted(failed)
+
+
+def _folder_key(folder: Path) -> tuple[int, int] | None:
+    """The folder a path leads to (device, inode), or None when it cannot be stat'ed."""
+    try:
+        status = folder.stat()
+    except OSError:
+        return None
+    return status.st_dev, status.st_ino
+
+
+def _first_visit(folder: Path, seen: set[tuple[int, int] | None]) -> bool:
+    """Is ``folder`` (or the folder a link there leads to) not listed yet in this walk? A folder that cannot
+    be stat'ed is left to ``os.walk``, which reports it."""
+    key = _folder_key(folder)
+    if key is None:
+        return True
+    if key in seen:
+        log.info("not listing %s again: it leads to a folder listed already", folder)
+        return False
+    seen.add(key)
+    return True
 
 
 def _unlisted(failed: list[OSError]) -> Iterator[Scanned]:
