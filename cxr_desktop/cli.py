@@ -19,7 +19,7 @@ from typing import TextIO
 import cv2
 from tqdm import tqdm
 
-from cxr_desktop.cli_outputs import output_problem
+from cxr_desktop.cli_outputs import output_problem, overlap_problem
 from cxr_desktop.core.atomic import replaced_when_complete, write_bytes_when_complete
 from cxr_desktop.core.bundle import BundleError, BundleMissingError, ModelCard
 from cxr_desktop.core.guard import LATERAL
@@ -243,7 +243,8 @@ def check_inputs(args: argparse.Namespace) -> tuple[str, dict[str, dict[str, str
     missing = [str(p) for p in args.paths if not p.exists()]
     if missing:
         return f"no such file or folder: {', '.join(missing)}", None
-    problem = output_problem(args.out, args.heatmaps)
+    folders = {"--heatmaps": args.heatmaps, "--dicom-out": args.dicom_out}
+    problem = overlap_problem(args.paths, args.out, folders) or output_problem(args.out, args.heatmaps)
     if problem or not args.nih_labels:
         return problem, None
     try:

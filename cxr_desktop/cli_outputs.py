@@ -4,7 +4,28 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
+
+from cxr_desktop.studies.reader import study_kind
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path.resolve().is_relative_to(folder.resolve())
+
+
+def overlap_problem(inputs: Sequence[Path], out: Path | None, folders: dict[str, Path | None]) -> str:
+    """An output that would overwrite a study or be read back as studies: ``--out`` naming an input file or a
+    study file (a .dcm/.png/.jpg, a DICOM), an output folder (``--heatmaps``, ``--dicom-out``) inside a
+    folder being triaged (its images would be scored as studies the next time)."""
+    if out is not None:
+        if any(out.resolve() == path.resolve() for path in inputs) or study_kind(out) is not None:
+            return f"--out {out} names a study file; name a new CSV file (e.g. results.csv)"
+    for option, folder in folders.items():
+        for path in inputs:
+            if folder is not None and path.is_dir() and _inside(folder, path):
+                return f"{option} {folder} is inside {path}, which is being triaged; write the results elsewhere"
+    return ""
 
 
 def output_problem(out: Path | None, heatmaps: Path | None) -> str:

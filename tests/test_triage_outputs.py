@@ -48,18 +48,33 @@ def _run(*args):
 @pytest.mark.parametrize(
     "where, expected",
     [
-        (lambda t: ["--out", t], "is a folder"),
-        (lambda t: ["--out", t / "missing" / "x.csv"], "does not exist"),
-        (lambda t: ["--heatmaps", t / "file.txt"], "is a file"),
-        (lambda t: ["--heatmaps", t / "file.txt" / "below"], "cannot make the folder"),
+        (lambda t, s: ["--out", t], "is a folder"),
+        (lambda t, s: ["--out", t / "missing" / "x.csv"], "does not exist"),
+        (lambda t, s: ["--heatmaps", t / "file.txt"], "is a file"),
+        (lambda t, s: ["--heatmaps", t / "file.txt" / "below"], "cannot make the folder"),
+        (lambda t, s: ["--out", s / "s0.dcm"], "names a study file"),  # would overwrite a study
+        (lambda t, s: ["--out", t / "results.png"], "names a study file"),
+        (lambda t, s: ["--heatmaps", s / "maps"], "inside"),  # read back as studies next time
+        (lambda t, s: ["--dicom-out", s / "sr"], "inside"),
     ],
-    ids=["out-is-a-folder", "out-in-a-missing-folder", "heatmaps-is-a-file", "heatmaps-under-a-file"],
+    ids=[
+        "out-is-a-folder",
+        "out-in-a-missing-folder",
+        "heatmaps-is-a-file",
+        "heatmaps-under-a-file",
+        "out-is-an-input-study",
+        "out-is-an-image-name",
+        "heatmaps-inside-the-input",
+        "dicom-out-inside-the-input",
+    ],
 )
 def test_wrong_outputs_are_said_before_scoring(tmp_path, always, studies, never_scored, capsys, where, expected):
     (tmp_path / "file.txt").write_text("x")
-    assert _run(studies, "--model", always, *where(tmp_path)) == 2
+    before = {p.name: p.read_bytes() for p in studies.iterdir()}
+    assert _run(studies, "--model", always, *where(tmp_path, studies)) == 2
     err = capsys.readouterr().err
     assert expected in err and "Traceback" not in err
+    assert {p.name: p.read_bytes() for p in studies.iterdir()} == before, "the studies are left as they were"
 
 
 def _full_after(rows, monkeypatch):
