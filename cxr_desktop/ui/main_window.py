@@ -229,22 +229,27 @@ class MainWindow(WindowLayout, Reading, Controls, FileActions, ReceiverActions, 
     def _precompute_heatmaps(self) -> None:
         """Grad-CAM of the flagged studies at the top of the list, ready before the radiologist opens them."""
         self._refresh_if_stale()  # the last batches' flagged rows may not be on the table yet
-        top = [row.path for row in self.model.visible if row.urgent or row.check][:PRECOMPUTED_MAPS]
-        for path in top:  # queued behind any selected study
-            if path not in self.heatmaps:
-                self.request_heatmap.emit(str(path), False)
+        top = [row for row in self.model.visible if row.urgent or row.check][:PRECOMPUTED_MAPS]
+        for row in top:  # queued behind any selected study
+            if (row.path, row.key) not in self.heatmaps:
+                self.request_heatmap.emit(str(row.path), False)
 
     def _replaced(self, paths: list) -> None:
-        """Rows whose file now holds another study: their heatmaps are void, the one shown is read anew."""
+        """Rows whose file now holds another study: their heatmaps are void; when it is the one shown, the new
+        study is shown at once as a newly selected one (``_show_study``: a comment typed on the old one stays
+        with the old one)."""
         for path in paths:
             self.heatmaps.discard(path)
         if self.current is not None and self.current.path in paths:
-            self.view.set_image(None)
-            self.request_image.emit(str(self.current.path))
+            self._refresh()
 
-    def _heatmap_ready(self, path: str, heatmap) -> None:
-        self.heatmaps.put(Path(path), heatmap)
-        if self.current is not None and self.current.path == Path(path):
+    def _shows(self, path: str, study: str) -> bool:
+        """Is ``study`` (a ``Row.key``) in ``path`` the study shown? A worker's result for any other is dropped."""
+        return self.current is not None and self.current.path == Path(path) and self.current.key == study
+
+    def _heatmap_ready(self, path: str, study: str, heatmap) -> None:
+        self.heatmaps.put(Path(path), heatmap, study)
+        if self._shows(path, study):
             self.viewer.show_heat(heatmap, self.current, self.session.policy)
 
     # -- rendering and selection ---------------------------------------------------------------------
@@ -278,8 +283,12 @@ class MainWindow(WindowLayout, Reading, Controls, FileActions, ReceiverActions, 
             return
         self.current_index = current.row()
         self.user_moved()
-        if self.current is not None and row.path == self.current.path:
-            return
+        if self.current is not None and (row.path, row.key) == (self.current.path, self.current.key):
+            return  # the study shown (a file that now holds another study is a new selection)
+        self._show_study(row)
+
+    def _show_study(self, row: Row) -> None:
+        """Show ``row``'s study, chosen by the reader or the list; the comment typed on the one left stays its."""
         left, self.current = self.current, row
         self.statusBar().clearMessage()  # a message about the study left (e.g. why it was refused) goes with it
         self.keep_comment(left)  # a comment typed on the study left is saved there, not lost
@@ -300,17 +309,17 @@ class MainWindow(WindowLayout, Reading, Controls, FileActions, ReceiverActions, 
         self.findings.show_probabilities({})
 
     def _ask_heatmap(self, row: Row) -> None:
-        if row.status == DONE and row.path not in self.heatmaps:
+        if row.status == DONE and (row.path, row.key) not in self.heatmaps:
             self.request_heatmap.emit(str(row.path), True)
 
-    def _image_ready(self, path: str, image) -> None:
-        if self.current is None or self.current.path != Path(path):
-            return  # the user has moved on
-        heatmap = self.heatmaps.get(self.current.path)  # with its heatmap when cached: one render
+    def _image_ready(self, path: str, study: str, image) -> None:
+        if not self._shows(path, study):
+            return  # the user has moved on, or the file holds another study now
+        heatmap = self.heatmaps.get(self.current.path, study)  # with its heatmap when cached: one render
         self.viewer.show_image(image, heatmap, self.current, self.session.policy)
 
-    def _study_failed(self, path: str, reason: str) -> None:
-        if self.current is not None and self.current.path == Path(path):  # said only while its study is shown
+    def _study_failed(self, path: str, study: str, reason: str) -> None:
+        if self._shows(path, study):  # said only while its study is shown
             self.findings.title.setText(f"{Path(path).name}: {reason}")
             self.statusBar().showMessage(reason, 8000)
 

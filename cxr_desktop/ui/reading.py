@@ -29,7 +29,7 @@ DECISIONS = ("confirmed", "dismissed")
 
 class Reading:
     """Mixed into the main window, which provides ``table``, ``model``, ``session``, ``view``, ``comment``,
-    ``heatmap_box``, the filter boxes, ``banner``, ``statusBar`` and ``_refresh_if_stale``."""
+    ``heatmap_box``, the filter boxes, ``banner``, ``statusBar``, ``store`` and ``_refresh_if_stale``."""
 
     current: Row | None
 
@@ -104,7 +104,8 @@ class Reading:
             index = self.current_index  # the study that took the decided one's place
         index = self.select_index(index)  # the window's selection handler shows another study
         now = self.model.row_at(index)
-        return now if keep is not None and now is not None and now.path == keep.path else None
+        same = keep is not None and now is not None and (now.path, now.key) == (keep.path, keep.key)
+        return now if same else None  # a file that holds another study now: the selection handler shows it
 
     def user_moved_on_purpose(self, *_) -> None:
         """The reader acts on the study shown (types a comment on it): the selection stops following the top."""
@@ -149,7 +150,11 @@ class Reading:
             return
         row, before = self.last_decision
         now = self.session.row(row.path)
-        if now is None or not self._save(now, before, now.review.comment):
+        if now is None or now.key != row.key:  # the decision was on the study the file held before
+            self.last_decision = None
+            self.statusBar().showMessage(f"Nothing undone: {row.path.name} holds another study now", 8000)
+            return
+        if not self._save(now, before, now.review.comment):
             return
         self._sign(now, before)
         self.last_decision = None
@@ -211,7 +216,7 @@ class Reading:
         """Store one decision (durable before the screen shows it); a failure (read-only, locked, damaged
         store) is shown and nothing changes."""
         try:
-            self.session.review(row.path, decision, comment)
+            self.session.review(row.path, decision, comment, key=row.key)  # that study's, or not saved
         except ReviewStoreError as exc:
             message = f"{row.path.name}: {exc}"
             self.banner.say(message)
@@ -235,18 +240,31 @@ class Reading:
 
     def save_comment(self) -> None:
         """Save the typed comment on the shown study, if it changed (also when the box loses focus)."""
-        row = self.current
-        text = self.comment.text()
-        if row is None or row.info is None or text == row.review.comment:
-            return
-        if self._save(row, row.review.decision, text):
-            self.statusBar().showMessage(f"Comment on {row.path.name} saved", 3000)
+        self._store_comment(self.current, 3000)
 
     def keep_comment(self, left: Row | None) -> None:
         """The reader left ``left`` with a comment typed and not saved: it is saved on that study, not lost."""
+        self._store_comment(left, 4000)
+
+    def _store_comment(self, row: Row | None, shown_ms: int) -> None:
+        """The comment box's text saved on ``row``'s study when it differs from its comment. When the file holds
+        another study now, the text is saved on the study it was typed on (by its identity, in the review
+        store), never on the new one, and the status bar says so."""
         text = self.comment.text()
-        latest = self.session.row(left.path) if left is not None and left.info is not None else None
-        if latest is None or text == latest.review.comment:
+        if row is None or row.info is None:
             return
-        if self._save(latest, latest.review.decision, text):
-            self.statusBar().showMessage(f"Comment on {left.path.name} saved", 4000)
+        latest = self.session.row(row.path)
+        if latest is not None and latest.key == row.key:
+            if text != latest.review.comment and self._save(latest, latest.review.decision, text):
+                self.statusBar().showMessage(f"Comment on {row.path.name} saved", shown_ms)
+            return
+        if text == row.review.comment:
+            return
+        try:
+            self.store.update(row.review_id, comment=text)  # the decision on it is left as stored
+        except ReviewStoreError as exc:
+            self.banner.say(f"{row.path.name} holds another study now; the comment typed on the one before: {exc}")
+            return
+        self.statusBar().showMessage(
+            f"{row.path.name} holds another study now: the comment typed on the one before is saved on that one", 8000
+        )

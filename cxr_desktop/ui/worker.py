@@ -131,8 +131,8 @@ class ImageLoader(QObject):
     GUI thread never decodes and never waits behind a Grad-CAM. Only the latest request is served when the
     user moves quickly."""
 
-    image_ready = Signal(str, object)  # path, display image
-    failed = Signal(str, str)
+    image_ready = Signal(str, str, object)  # path, the study's key (the image is that study's), display image
+    failed = Signal(str, str, str)  # path, study key, reason
 
     def __init__(self, session: TriageSession) -> None:
         super().__init__()
@@ -150,13 +150,15 @@ class ImageLoader(QObject):
         path, self._wanted = self._wanted, None
         if path is None:
             return
+        row = self.session.row(Path(path))
+        key = "" if row is None else row.key  # the study asked for: the image is read as that study or not at all
         try:
-            image = self.session.image(Path(path))
+            image = self.session.image(Path(path), None if row is None else row.info)
         except StudyError as exc:  # also a file that holds another study now: its row is read again first
-            self.failed.emit(path, exc.reason)
+            self.failed.emit(path, key, exc.reason)
             return
         if self._wanted is None:  # nothing newer was asked for meanwhile
-            self.image_ready.emit(path, image)
+            self.image_ready.emit(path, key, image)
         else:
             QTimer.singleShot(0, self._serve)
 
@@ -166,8 +168,8 @@ class HeatmapWorker(QObject):
     selected goes to the front; the window queues urgent studies behind it once scoring is idle."""
 
     warmed_up = Signal()  # Grad-CAM is ready for the current model
-    ready = Signal(str, object)  # path, heatmap in [0, 1] over the study's image
-    failed = Signal(str, str)
+    ready = Signal(str, str, object)  # path, the study's key, heatmap in [0, 1] over that study's image
+    failed = Signal(str, str, str)  # path, study key, reason
 
     def __init__(self, session: TriageSession) -> None:
         super().__init__()
@@ -202,16 +204,19 @@ class HeatmapWorker(QObject):
         if not self._queue:
             return
         path = self._queue.popleft()
+        study = ""
         try:
             study = self._study(path)
             heatmap = self.session.heatmap(Path(path))
+            # its key goes with the map: the window takes it only for that study (the file may be replaced
+            # between this check and the delivery)
             if self._study(path) == study:  # else its row now holds another study: the window asks again
-                self.ready.emit(path, heatmap)
+                self.ready.emit(path, study, heatmap)
         except StudyError as exc:
-            self.failed.emit(path, exc.reason)
+            self.failed.emit(path, study, exc.reason)
         except Exception as exc:  # e.g. out of memory on the device; the viewer says so
             log.error("Grad-CAM failed: %s: %s", type(exc).__name__, exc)
-            self.failed.emit(path, f"heatmap failed: {exc}")
+            self.failed.emit(path, study, f"heatmap failed: {exc}")
         if self._queue:
             QTimer.singleShot(0, self._next)  # lets a new request (e.g. a selection) in first
 

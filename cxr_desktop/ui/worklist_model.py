@@ -192,8 +192,9 @@ class WorklistModel(QAbstractTableModel):
         return self.visible[index] if 0 <= index < len(self.visible) else None
 
     def index_of(self, row: Row) -> int:
-        """Where the study of ``row`` is shown (-1: filtered out or not listed)."""
-        return next((i for i, r in enumerate(self.visible) if r.path == row.path), -1)
+        """Where the study of ``row`` is shown (-1: filtered out or not listed, or its file holds another study
+        now: the same path with another identity is not that study)."""
+        return next((i for i, r in enumerate(self.visible) if (r.path, r.key) == (row.path, row.key)), -1)
 
     def _overdue(self, row: Row) -> bool:
         return row.path in self.overdue and not (row.urgent or row.check)

@@ -322,12 +322,13 @@ class TriageSession:
             self.events.files_changed.emit([path])
             raise
 
-    def heatmap(self, path: Path, finding: str | None = None) -> np.ndarray:
-        """Grad-CAM of the urgent finding (or ``finding``) over the study's cached image, in [0, 1]."""
+    def heatmap(self, path: Path, finding: str | None = None, info: StudyInfo | None = None) -> np.ndarray:
+        """Grad-CAM of the urgent finding (or ``finding``) over the study's (``info``'s, when given) cached image,
+        in [0, 1]."""
         engine = self.engine
         if engine is None:
             raise RuntimeError("no model is loaded")
-        return engine.heatmap(self.image(path), finding)
+        return engine.heatmap(self.image(path, info), finding)
 
     def run(self, paths: Iterable[str | Path]) -> list[Row]:
         """All five hops for ``paths`` in the calling thread; the rows in arrival order (``cxr-triage``)."""
@@ -364,16 +365,19 @@ class TriageSession:
         with self._lock:
             return self.worklist.counts()
 
-    def review(self, path: Path, decision: str, comment: str) -> None:
+    def review(self, path: Path, decision: str, comment: str, key: str | None = None) -> None:
         """Store a decision and comment durably, then show them; ``ReviewStoreError`` (nothing changed) when
-        they were not saved. Only what differs from the row as shown is written (field by field): a comment
-        saved here leaves another window's decision on the same study as it is, and the other way round."""
+        they were not saved, also when the file no longer holds the study ``key`` the reader acted on. Only what
+        differs from the row as shown is written (field by field): a comment saved here leaves another window's
+        decision on the same study as it is, and the other way round."""
         if self.reviews is None:
             raise ReviewStoreError("not saved: this session has no review store")
         with self._lock:
             row = self.worklist.get(Path(path))
             if row is None or row.info is None:
                 raise ValueError(f"{path} is not a readable study of this worklist")
+            if key is not None and row.key != key:
+                raise ReviewStoreError("not saved: the file holds another study now")
             rid, shown = row.review_id, replace(row.review)
         changed = {"decision": decision, "comment": comment}
         changed = {name: value for name, value in changed.items() if value != getattr(shown, name)}
