@@ -6,7 +6,10 @@ its own training images left out: none for these runs); this reads their ``proba
 by seed and prints the per-seed AUROCs, the paired differences and the two-level bootstrap (seeds x patients)
 of ``trainer.comparisons``.
 
-    .venv/bin/python scripts/lever_seeds.py v3-borders-text [--baseline v3-clean] [--seeds 0 1 2]
+    .venv/bin/python scripts/lever_seeds.py v3-borders-text [--baseline v3-clean] [--seeds 0 1 2] [--eval DIR]
+
+``--eval`` (default ``eval``) holds ``RUN/nih-tune-half/probabilities.npy``; the runs measured for the docs are
+kept under ``docs/results/levers``.
 """
 
 from __future__ import annotations
@@ -25,8 +28,8 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
 
 
-def tune_scores(run: str, column: int, n: int) -> np.ndarray:
-    scores = np.load(REPO / "eval" / run / "nih-tune-half" / "probabilities.npy")[:, column]
+def tune_scores(folder: Path, run: str, column: int, n: int) -> np.ndarray:
+    scores = np.load(folder / run / "nih-tune-half" / "probabilities.npy")[:, column]
     if len(scores) != n:
         raise SystemExit(f"{run}: {len(scores)} tune-half scores, the tune half has {n} images (copies left out?)")
     return scores
@@ -39,13 +42,14 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--finding", default="Cardiomegaly")
     parser.add_argument("--data", type=Path, default=SHARED)
+    parser.add_argument("--eval", type=Path, default=REPO / "eval", help="where the runs' tune-half scores are")
     args = parser.parse_args()
     folders = [args.data / "nih14-sample" / "images", args.data / "nih14-extra" / "images"]
     images = select_half(nih_labelled(folders, args.data / "Data_Entry_2017_v2020.csv.gz"), "tune")
     column = FINDINGS.index(args.finding)
     y, patients = images.table.labels[:, column], images.table.patients
-    lever = {s: tune_scores(f"{args.lever}-s{s}", column, len(y)) for s in args.seeds}
-    base = {s: tune_scores(f"{args.baseline}-s{s}", column, len(y)) for s in args.seeds}
+    lever = {s: tune_scores(args.eval, f"{args.lever}-s{s}", column, len(y)) for s in args.seeds}
+    base = {s: tune_scores(args.eval, f"{args.baseline}-s{s}", column, len(y)) for s in args.seeds}
     print(f"tune half: {len(y)} NIH images, {int(np.nansum(y))} with {args.finding}; paired by seed\n")
     print(f"| seed | {args.baseline} AUROC (95 % CI) | {args.lever} AUROC (95 % CI) | difference |")
     print("|---:|---|---|---:|")
