@@ -142,6 +142,41 @@ def test_a_model_without_validation_of_its_urgent_finding_flags_nothing(tmp_path
     assert worklist.set_policy(allowed) == 1 and worklist.counts()[CHECK] == 3
 
 
+def _record(low: float = 0.8, copies: int = 0, excluded: int = 0) -> dict:
+    result = {"n": 500, "positives": 20, "auroc": 0.9, "auroc_ci95": [low, 0.95]}
+    overlap = {"training_copies": copies, "excluded": excluded}
+    return {"validation_check": "ext", "checks": {"ext": {"findings": {"Cardiomegaly": result}, "overlap": overlap}}}
+
+
+@pytest.mark.parametrize(
+    ("metrics", "why"),
+    [
+        ({}, "lists Cardiomegaly as validated but carries no validation record"),  # a claim re-sealed by hand
+        ({"validation_check": "gone", "checks": {}}, "carries no validation record"),
+        (_record(low=0.62), "does not show Cardiomegaly passing"),
+        (_record(copies=5), "kept copies of its training images"),
+        ({"validation_check": "ext", "checks": {"ext": {"findings": {"Cardiomegaly": {}}}}}, "cannot be read"),
+    ],
+    ids=["no-record", "record-missing", "lower-bound-below-floor", "copies-kept", "damaged-record"],
+)
+def test_a_claim_of_validation_without_its_record_is_research_mode(metrics, why):
+    claimed = card(["Cardiomegaly"])
+    claimed.metrics = metrics
+    policy = TriagePolicy.from_card(claimed)
+    assert policy.research_mode and not policy.is_urgent({"Cardiomegaly": 0.99})
+    assert why in policy.mode_note and policy.mode_note.startswith("Research mode: ")
+    allowed = TriagePolicy.from_card(claimed, allow_unvalidated=True)
+    assert allowed.is_urgent({"Cardiomegaly": 0.99}) and why in allowed.mode_note
+
+
+def test_a_claim_with_its_passing_record_flags():
+    for metrics in (_record(), _record(copies=5, excluded=5)):  # copies found and left out: fine
+        claimed = card(["Cardiomegaly"])
+        claimed.metrics = metrics
+        policy = TriagePolicy.from_card(claimed)
+        assert policy.validated and policy.is_urgent({"Cardiomegaly": 0.99}) and policy.mode_note == ""
+
+
 def test_the_shipped_model_is_validated_and_flags():
     policy = TriagePolicy.from_card(B.read_card(default_model_dir()))
     assert policy.validated and policy.flags and policy.mode_note == ""

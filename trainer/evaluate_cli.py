@@ -13,6 +13,7 @@ import torch
 
 from cxr_desktop.core.bundle import CARD_NAME, LoadedBundle, load_bundle, onnx_path, read_card, write_card
 from cxr_desktop.core.preprocess import PreprocessSpec
+from cxr_desktop.core.validation import VALIDATION_FLOOR
 from trainer.config import TrainConfig
 from trainer.data.local import csv_table
 from trainer.data.samples import Splits
@@ -24,7 +25,6 @@ from trainer.run import build_splits
 from trainer.run_evaluation import DEFAULT_SENSITIVITY, RunEvaluation
 
 log = logging.getLogger(__name__)
-VALIDATION_FLOOR = 0.70  # a finding is "validated" when its external AUROC lower 95 % bound reaches this
 
 
 def labelled_images(folders: list[Path] | None, labels: Path, half: str, finding: str) -> LabelledImages:

@@ -7,13 +7,10 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from cxr_desktop.core.validation import validation_problem
+
 if TYPE_CHECKING:
     from cxr_desktop.core.bundle import ModelCard
-
-
-def urgent_validated(card: ModelCard) -> bool:
-    """Does the card record an external validation that the urgent finding passed?"""
-    return bool(card.validated_findings) and card.urgent_finding in card.validated_findings
 
 
 @dataclass(frozen=True)
@@ -27,8 +24,9 @@ class TriagePolicy:
     finding: str
     threshold: float
     operating_point: str
-    validated: bool = True  # the card records an external validation of ``finding``
+    validated: bool = True  # the card records an external validation of ``finding`` (``core.validation``)
     allow_unvalidated: bool = False  # flag even though it does not (--allow-unvalidated)
+    unvalidated_because: str = ""  # why it does not ("" when it does)
 
     @classmethod
     def from_card(
@@ -39,7 +37,8 @@ class TriagePolicy:
             raise KeyError(f"operating point {point!r} not in the model card ({', '.join(card.operating_points)})")
         thresholds = card.operating_points.get(point, {})
         threshold = float(thresholds.get(card.urgent_finding, 0.5))
-        return cls(card.urgent_finding, threshold, point, urgent_validated(card), allow_unvalidated)
+        problem = validation_problem(card)
+        return cls(card.urgent_finding, threshold, point, not problem, allow_unvalidated, problem)
 
     @property
     def flags(self) -> bool:
@@ -54,13 +53,11 @@ class TriagePolicy:
     def mode_note(self) -> str:
         """What the user must be told once about flagging with this model ("" for a validated one)."""
         name = self.finding.replace("_", " ")
+        why = self.unvalidated_because or f"this model has no external validation record for {name}"
         if self.research_mode:
-            return (
-                f"Research mode: this model has no external validation record for {name}; scores are shown, "
-                "but no study is flagged"
-            )
+            return f"Research mode: {why}; scores are shown, but no study is flagged"
         if not self.validated:
-            return f"Flagging with an UNVALIDATED model: it has no external validation record for {name}"
+            return f"Flagging with an UNVALIDATED model: {why}"
         return ""
 
     def score_text(self, probabilities: dict[str, float]) -> str:
