@@ -77,9 +77,7 @@ def main() -> None:
             found = dict(match_one(band_passed(change(gray)), references, reference_coarse))
             scores.append(found.get(row[twin], -1.0))  # -1: the twin was not among the candidates
         s = np.array(scores)
-        print(
-            f"| {name} | {s.min():.3f} | {np.percentile(s, 5):.3f} | {np.median(s):.3f} | {(s < THRESHOLD).sum()} |"
-        )
+        print(f"| {name} | {s.min():.3f} | {np.percentile(s, 5):.3f} | {np.median(s):.3f} | {(s < THRESHOLD).sum()} |")
     copies = {image for image, _ in known}
     best_other = 0.0
     for image, path in nih.items():
