@@ -111,10 +111,10 @@ def test_a_result_of_a_is_never_shown_with_b(qtbot, tiny_bundle, tmp_path, monke
         session.add_paths([path])
 
     if result == "image":
-        image = session.image
+        real_image = session.image  # its own name: the loop below rebinds ``image`` while the worker may still call
 
         def image_then_b(*args, **kwargs):
-            out = image(*args, **kwargs)
+            out = real_image(*args, **kwargs)
             if armed:
                 b_arrives()
             return out
@@ -152,8 +152,8 @@ def test_a_result_of_a_is_never_shown_with_b(qtbot, tiny_bundle, tmp_path, monke
         return shows(window, "PAT-B", status=None) and image is not None and not np.array_equal(image, a_image)
 
     qtbot.waitUntil(b_film, timeout=20_000)
-    for image, heat, patient in shown:
+    for film, heat, patient in shown:
         if patient == "PAT-B":
-            assert image is None or not np.array_equal(image, a_image), "A's film shown as B's"
+            assert film is None or not np.array_equal(film, a_image), "A's film shown as B's"
             assert heat is None, "A's heatmap shown over B's study (B is not scored: it has no map)"
     assert window.view.heatmap is None
