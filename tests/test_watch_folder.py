@@ -152,8 +152,9 @@ def test_a_scored_file_replaced_by_another_study_is_read_again_as_that_study(qtb
     path = dicom_of(folder / "IM0001.dcm", "PAT-A")
     qtbot.waitUntil(lambda: status_of(window, path) == DONE, timeout=20_000)
     window.session.review(path, "confirmed", "")
-    a_key, a_score = window.session.row(path).key, window.session.row(path).probabilities
-    window.heatmaps.put(path, np.full(CHEST.shape, 0.5, np.float32))  # A's map, as the viewer keeps it
+    a_row = window.session.row(path)
+    a_key, a_score, a_identity = a_row.key, a_row.probabilities, a_row.identity
+    window.heatmaps.put(a_identity, np.full(CHEST.shape, 0.5, np.float32))  # A's map, as the viewer keeps it
     other = np.ascontiguousarray(np.flipud(np.fliplr(CHEST)) // 2 + 60)
     dicom_of(tmp_path / "b.tmp", "PAT-B", other)
     os.replace(tmp_path / "b.tmp", path)
@@ -165,7 +166,8 @@ def test_a_scored_file_replaced_by_another_study_is_read_again_as_that_study(qtb
     qtbot.waitUntil(b_scored, timeout=20_000)
     row = window.session.row(path)
     assert row.review.decision == "" and row.probabilities != a_score
-    kept = window.heatmaps.get(path)
+    assert row.identity != a_identity and window.heatmaps.get(a_identity) is None  # A's map went with A
+    kept = window.heatmaps.get(row.identity)
     assert kept is None or not np.allclose(kept, 0.5)  # never A's map over B's film
     assert window.store.get(a_key).decision == "confirmed"
     assert len(window.session.rows_in_arrival()) == 1

@@ -231,7 +231,7 @@ class MainWindow(WindowLayout, Reading, Controls, FileActions, ReceiverActions, 
         self._refresh_if_stale()  # the last batches' flagged rows may not be on the table yet
         top = [row for row in self.model.visible if row.urgent or row.check][:PRECOMPUTED_MAPS]
         for row in top:  # queued behind any selected study
-            if (row.path, row.key) not in self.heatmaps:
+            if row.identity not in self.heatmaps:
                 self.request_heatmap.emit(str(row.path), False)
 
     def _replaced(self, paths: list) -> None:
@@ -245,10 +245,10 @@ class MainWindow(WindowLayout, Reading, Controls, FileActions, ReceiverActions, 
 
     def _shows(self, path: str, study: str) -> bool:
         """Is ``study`` (a ``Row.key``) in ``path`` the study shown? A worker's result for any other is dropped."""
-        return self.current is not None and self.current.path == Path(path) and self.current.key == study
+        return self.current is not None and self.current.identity == (Path(path), study)
 
     def _heatmap_ready(self, path: str, study: str, heatmap) -> None:
-        self.heatmaps.put(Path(path), heatmap, study)
+        self.heatmaps.put((Path(path), study), heatmap)
         if self._shows(path, study):
             self.viewer.show_heat(heatmap, self.current, self.session.policy)
 
@@ -283,7 +283,7 @@ class MainWindow(WindowLayout, Reading, Controls, FileActions, ReceiverActions, 
             return
         self.current_index = current.row()
         self.user_moved()
-        if self.current is not None and (row.path, row.key) == (self.current.path, self.current.key):
+        if row.same_study(self.current):
             return  # the study shown (a file that now holds another study is a new selection)
         self._show_study(row)
 
@@ -309,13 +309,13 @@ class MainWindow(WindowLayout, Reading, Controls, FileActions, ReceiverActions, 
         self.findings.show_probabilities({})
 
     def _ask_heatmap(self, row: Row) -> None:
-        if row.status == DONE and (row.path, row.key) not in self.heatmaps:
+        if row.status == DONE and row.identity not in self.heatmaps:
             self.request_heatmap.emit(str(row.path), True)
 
     def _image_ready(self, path: str, study: str, image) -> None:
         if not self._shows(path, study):
             return  # the user has moved on, or the file holds another study now
-        heatmap = self.heatmaps.get(self.current.path, study)  # with its heatmap when cached: one render
+        heatmap = self.heatmaps.get(self.current.identity)  # with its heatmap when cached: one render
         self.viewer.show_image(image, heatmap, self.current, self.session.policy)
 
     def _study_failed(self, path: str, study: str, reason: str) -> None:

@@ -104,7 +104,7 @@ class Reading:
             index = self.current_index  # the study that took the decided one's place
         index = self.select_index(index)  # the window's selection handler shows another study
         now = self.model.row_at(index)
-        same = keep is not None and now is not None and (now.path, now.key) == (keep.path, keep.key)
+        same = now is not None and now.same_study(keep)
         return now if same else None  # a file that holds another study now: the selection handler shows it
 
     def user_moved_on_purpose(self, *_) -> None:
@@ -150,7 +150,7 @@ class Reading:
             return
         row, before = self.last_decision
         now = self.session.row(row.path)
-        if now is None or now.key != row.key:  # the decision was on the study the file held before
+        if not row.same_study(now):  # the decision was on the study the file held before
             self.last_decision = None
             self.statusBar().showMessage(f"Nothing undone: {row.path.name} holds another study now", 8000)
             return
@@ -254,7 +254,7 @@ class Reading:
         if row is None or row.info is None:
             return
         latest = self.session.row(row.path)
-        if latest is not None and latest.key == row.key:
+        if row.same_study(latest):
             if text != latest.review.comment and self._save(latest, latest.review.decision, text):
                 self.statusBar().showMessage(f"Comment on {row.path.name} saved", shown_ms)
             return

@@ -194,7 +194,7 @@ class WorklistModel(QAbstractTableModel):
     def index_of(self, row: Row) -> int:
         """Where the study of ``row`` is shown (-1: filtered out or not listed, or its file holds another study
         now: the same path with another identity is not that study)."""
-        return next((i for i, r in enumerate(self.visible) if (r.path, r.key) == (row.path, row.key)), -1)
+        return next((i for i, r in enumerate(self.visible) if r.same_study(row)), -1)
 
     def _overdue(self, row: Row) -> bool:
         return row.path in self.overdue and not (row.urgent or row.check)

@@ -81,6 +81,15 @@ class Row:
         return self.review_id.key
 
     @property
+    def identity(self) -> tuple[Path, str]:
+        """Which study this row is: its file and the study's key. A file replaced by another study keeps its
+        path, so a row's path alone never says that two rows are the same study."""
+        return self.path, self.key
+
+    def same_study(self, other: Row | None) -> bool:
+        return other is not None and self.identity == other.identity
+
+    @property
     def warnings(self) -> list[str]:
         """What the row must warn about: its CHECK tier, the view (AP, lateral), the input guard's doubt, and an
         instance shared with another patient."""
@@ -90,7 +99,7 @@ class Row:
     def quality_note(self) -> str:
         if not self.doubtful or self.check:  # a lateral view has its own note, a CHECK row its tier's
             return ""
-        return f"Input check: {self.quality}; not flagged urgent on its score alone"
+        return f"Input check: {self.quality}; its score can neither flag nor rule out cardiomegaly: read it as unscored"
 
     @property
     def check_note(self) -> str:
@@ -146,7 +155,8 @@ class Worklist:
     operating point) flags the rows; ``set_policy`` re-tiers every scored row at once when it changes.
 
     A scored study at or above the threshold is URGENT when its input passed the guard, CHECK when the guard
-    doubts a frontal film; a lateral view is outside the model's scope and stays routine (its note says so).
+    doubts the film or its header says lateral (outside the model's scope). Below the threshold such a study is
+    routine, in arrival order as without the model, and its note says that its score does not reassure.
     In research mode (an unvalidated model, ``TriagePolicy.research_mode``) every row stays routine."""
 
     def __init__(self, max_wait_s: float | None = None, policy: TriagePolicy | None = None) -> None:
