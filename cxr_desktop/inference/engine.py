@@ -22,6 +22,7 @@ from cxr_desktop.core.card import CAM_FEATURES_NAME, EMBEDDING_NAME, INPUT_NAME,
 from cxr_desktop.core.device import check_device_name
 from cxr_desktop.core.guard import LATERAL, OK, guard_features
 from cxr_desktop.core.labels import finding_index
+from cxr_desktop.core.occlusion import BOXED, covering_box
 from cxr_desktop.core.optional_torch import require_torch
 from cxr_desktop.core.preprocess import border_box, normalize_array, resize_to_input, to_uint8
 from cxr_desktop.inference.onnx_scorer import (
@@ -266,14 +267,23 @@ class Engine:
         except Exception as exc:  # e.g. CUDA out of memory: the rows get the reason, the run goes on
             log.error("model failed on a batch: %s: %s", type(exc).__name__, exc)
             return [StudyResult(p.path, p.info, error=p.error or f"model failed: {exc}") for p in batch]
-        verdicts = self._verdicts(embeddings, len(good))
+        verdicts = self._verdicts(embeddings, [p.model_input for p in good])
         by_path = {id(p): (row, verdict) for p, row, verdict in zip(good, probs, verdicts, strict=True)}
         return [self._result(p, *by_path.get(id(p), (None, ""))) for p in batch]
 
-    def _verdicts(self, embeddings: np.ndarray | None, count: int) -> list[str]:
-        """The input guard's verdict per study; "" (not checked) only when the model has no guard. With a guard,
-        a study it could not judge (its features are not finite) gets ``UNCHECKED_GUARD``, which is never
-        flagged urgent on the score alone, and its batch mates are judged as usual."""
+    def _verdicts(self, embeddings: np.ndarray | None, inputs: list[np.ndarray]) -> list[str]:
+        """The input check's verdict per study: a box drawn over the film (``core.occlusion``, a pixel check,
+        with or without a guard), else the input guard's verdict; "" (not checked) only when the model has no
+        guard. With a guard, a study it could not judge (its features are not finite) gets ``UNCHECKED_GUARD``,
+        which is never flagged urgent on the score alone, and its batch mates are judged as usual."""
+        verdicts = self._guard_verdicts(embeddings, len(inputs))
+        boxed = [
+            verdict in (OK, "") and covering_box(image) is not None
+            for verdict, image in zip(verdicts, inputs, strict=True)
+        ]
+        return [BOXED if box else verdict for verdict, box in zip(verdicts, boxed, strict=True)]
+
+    def _guard_verdicts(self, embeddings: np.ndarray | None, count: int) -> list[str]:
         if self.guard is None:
             return [""] * count
         if embeddings is None:

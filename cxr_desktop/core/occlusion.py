@@ -1,0 +1,43 @@
+"""A pixel check beside the learned input guard: a filled box drawn over part of the film.
+
+A box burnt into the pixels (an annotation, a redaction, a label pasted over the heart) hides what the model
+looks at, and the model's features do not say so: on real NIH films a box over the heart took the urgent flag
+from about half of the flagged cardiomegaly films with the guard's verdict "ok" (docs/robustness.md). Real
+radiographs have no perfectly flat interior patch that large, so the check looks for one in the model's own
+input: pixels whose whole neighbourhood has one grey level, grouped into regions; a region counts when it is
+large, nearly rectangular, clear of the image's edges and lighter than the film's darkest grey levels. Flat dark
+areas are background: a margin, a collimated or scanned film's frame, a saturated gap beside the body, whether
+or not they touch an edge. So a black box (a redaction) is not caught: measured scope in docs/robustness.md.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+BOXED = "probably a box drawn over the film"
+
+MIN_AREA_FRACTION = 0.005  # of the model input: 0.5 % (a 224 px input: a flat core of 16 x 16 px, a 20 px box)
+MIN_FILL = 0.85  # region area / its bounding box area: a filled rectangle, not a flat blob
+NEIGHBOURHOOD = 5  # pixels: a region's pixels have a NEIGHBOURHOOD x NEIGHBOURHOOD patch of one grey level
+DARK_PERCENTILE, DARK_MARGIN = 5, 8  # a region at or below the film's 5th percentile grey + 8 is background
+
+
+def covering_box(image: np.ndarray) -> tuple[int, int, int, int] | None:
+    """The largest filled box (x, y, width, height) over the uint8 model input ``image``, or None."""
+    kernel = np.ones((NEIGHBOURHOOD, NEIGHBOURHOOD), np.uint8)
+    flat = (cv2.dilate(image, kernel) == cv2.erode(image, kernel)).astype(np.uint8)
+    count, labels, stats, _centroids = cv2.connectedComponentsWithStats(flat, connectivity=4)
+    height, width = image.shape[:2]
+    dark = float(np.percentile(image, DARK_PERCENTILE)) + DARK_MARGIN
+    margin = NEIGHBOURHOOD // 2  # a box's flat core stops this far from its edge
+    best = None
+    for index, (x, y, w, h, area) in enumerate(stats[1:count], start=1):
+        touches_edge = x <= margin or y <= margin or x + w >= width - margin or y + h >= height - margin
+        if touches_edge or area < MIN_AREA_FRACTION * height * width or area < MIN_FILL * w * h:
+            continue
+        if image[labels == index].max() <= dark:  # one grey level: a dark one is background
+            continue
+        if best is None or w * h > best[2] * best[3]:
+            best = (int(x), int(y), int(w), int(h))
+    return best

@@ -1,0 +1,74 @@
+"""Issue 21 item 7: a box drawn over the heart took the urgent flag from real films with the guard's "ok". The
+pixel check of core.occlusion names it instead, through `cxr-triage`, and real films without one pass."""
+
+import csv
+
+import cv2
+import numpy as np
+import pytest
+
+from cxr_desktop.cli import main as triage_main
+from cxr_desktop.core.card import read_card
+from cxr_desktop.core.guard import OK
+from cxr_desktop.core.occlusion import BOXED, covering_box
+from cxr_desktop.core.preprocess import resize_to_input
+from cxr_desktop.core.resources import default_model_dir
+
+
+def box(gray: np.ndarray, corners: tuple[float, float, float, float], level: int) -> np.ndarray:
+    """``gray`` with a filled box from (x0, y0) to (x1, y1), given as fractions of its width and height."""
+    h, w = gray.shape
+    x0, y0, x1, y1 = corners
+    out = gray.copy()
+    cv2.rectangle(out, (round(x0 * w), round(y0 * h)), (round(x1 * w), round(y1 * h)), level, -1)
+    return out
+
+
+HEART = (0.42, 0.52, 0.70, 0.74)  # scripts/film_changes.py's box over the heart
+
+
+@pytest.fixture(scope="module")
+def films(nih_sample):
+    spec = read_card(default_model_dir()).spec
+    sources = sorted((nih_sample / "images").glob("*.png"))[:24]
+    return [cv2.imread(str(path), cv2.IMREAD_GRAYSCALE) for path in sources], spec
+
+
+def test_real_films_pass_and_a_light_box_over_the_heart_is_found(films):
+    grays, spec = films
+    for gray in grays:
+        assert covering_box(resize_to_input(gray, spec)) is None
+        found = covering_box(resize_to_input(box(gray, HEART, 200), spec))
+        assert found is not None
+        x, y, w, h = found
+        size = spec.input_size
+        assert abs(x - 0.42 * size) < 6 and abs((x + w) - 0.70 * size) < 6 and abs(y - 0.52 * size) < 6
+
+
+def test_what_the_check_leaves_alone(films):
+    """Dark flat areas are background (a frame, a margin, a black redaction box: the measured scope), and a box
+    that reaches the film's edge is a margin; text and small markers are not boxes."""
+    grays, spec = films
+    for gray in grays[:6]:
+        assert covering_box(resize_to_input(box(gray, HEART, 0), spec)) is None
+        assert covering_box(resize_to_input(box(gray, (0.0, 0.4, 0.2, 0.8), 200), spec)) is None
+        marked = gray.copy()
+        cv2.putText(marked, "PORTABLE AP", (50, 90), cv2.FONT_HERSHEY_SIMPLEX, 2.5, 255, 6)
+        assert covering_box(resize_to_input(marked, spec)) is None
+
+
+def test_a_boxed_film_is_named_and_never_flagged_urgent(nih_sample, tmp_path):
+    sources = sorted((nih_sample / "images").glob("*.png"))[:6]
+    for source in sources:
+        gray = cv2.imread(str(source), cv2.IMREAD_GRAYSCALE)
+        cv2.imwrite(str(tmp_path / f"{source.stem}-upright.png"), gray)
+        cv2.imwrite(str(tmp_path / f"{source.stem}-boxed.png"), box(gray, HEART, 200))
+    out = tmp_path / "triage.csv"
+    assert triage_main([str(tmp_path), "--out", str(out), "--quiet", "--device", "cpu"]) == 0
+    with open(out, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    boxed = [r for r in rows if r["path"].endswith("-boxed.png")]
+    upright = [r for r in rows if r["path"].endswith("-upright.png")]
+    assert len(boxed) == len(upright) == len(sources)
+    assert all(r["quality"] == BOXED and r["urgent"] == "0" and r["priority"] != "urgent" for r in boxed)
+    assert sum(r["quality"] == OK for r in upright) >= 5
