@@ -5,7 +5,8 @@ with the shipped model:
 
 worklist.png and worklist-1280x800.png (the demo triaged, the top study selected with its heatmap),
 heatmap.png (the viewer and the findings of that study), help.png (Help > Keys and gestures, F1),
-input-check.png (a demo film turned 90° and one inverted, which the input guard doubts), refused-file.png (a
+input-check.png (a demo film turned 90° and one inverted, which the input guard doubts, and one with a box
+drawn over the heart, which the box check names; boxed-film.png shows that one selected), refused-file.png (a
 file that is not a chest radiograph, selected: by default the CT slice of ../shared/data/dicom, else a
 generated one) and ai-off.png (no model could be loaded). The app's settings (splitter, text size) are a
 fresh file's, not the user's.
@@ -31,6 +32,7 @@ from PySide6.QtWidgets import QApplication  # noqa: E402
 from cxr_desktop.core.resources import default_model_dir, demo_dir  # noqa: E402
 from cxr_desktop.ui.main_window import MainWindow  # noqa: E402
 from cxr_desktop.worklist.reviews import ReviewStore  # noqa: E402
+from cxr_desktop.worklist.rows import DONE  # noqa: E402
 
 log = logging.getLogger("screenshots")
 REPO = Path(__file__).resolve().parents[1]
@@ -70,6 +72,8 @@ def select(app: QApplication, window: MainWindow, index: int, heatmap: bool) -> 
     window.table.selectRow(index)
     if heatmap:
         wait(app, lambda: window.view.image is not None and window.view.heatmap is not None, 60)
+    elif window.model.row_at(index).status == DONE:  # a scored study's image is shown (a refused one has none)
+        wait(app, lambda: window.view.image is not None, 60)
     wait(app, lambda: False, 0.3)
 
 
@@ -87,9 +91,10 @@ def refused_file(folder: Path, given: Path | None) -> Path:
     return link
 
 
-def rotated_and_inverted(folder: Path) -> list[Path]:
-    """A demo cardiomegaly film turned 90° and one with inverted polarity, as PNGs: the input guard doubts
-    both, so neither is flagged urgent on its score alone."""
+def doubtful_films(folder: Path) -> list[Path]:
+    """A demo cardiomegaly film turned 90°, one with inverted polarity and one with a box drawn over the heart,
+    as PNGs: the input guard doubts the first two and the box check names the third, so none is flagged urgent
+    on its score alone."""
     import cv2
     import numpy as np
 
@@ -97,9 +102,13 @@ def rotated_and_inverted(folder: Path) -> list[Path]:
     from cxr_desktop.studies.reader import read_study
 
     gray = to_uint8(read_study(demo_dir() / "demo_02.dcm").image)
-    paths = [folder / "demo_02-rotated.png", folder / "demo_02-inverted.png"]
+    paths = [folder / "demo_02-rotated.png", folder / "demo_02-inverted.png", folder / "demo_02-boxed.png"]
     cv2.imwrite(str(paths[0]), np.ascontiguousarray(np.rot90(gray)))
     cv2.imwrite(str(paths[1]), 255 - gray)
+    h, w = gray.shape
+    boxed = gray.copy()
+    cv2.rectangle(boxed, (round(0.42 * w), round(0.52 * h)), (round(0.70 * w), round(0.74 * h)), 200, -1)
+    cv2.imwrite(str(paths[2]), boxed)
     return paths
 
 
@@ -136,18 +145,22 @@ def main(argv: list[str] | None = None) -> int:
         window.grab().save(str(args.out / "refused-file.png"))
         window.close()
 
-        doubted = rotated_and_inverted(Path(tmp))
+        doubted = doubtful_films(Path(tmp))
         window = open_window(app, Path(tmp) / "r3.sqlite3", [str(demo_dir()), *map(str, doubted)])
         index = next(i for i, row in enumerate(window.model.visible) if row.path == doubted[0])
         select(app, window, index, heatmap=False)
         window.grab().save(str(args.out / "input-check.png"))
+        index = next(i for i, row in enumerate(window.model.visible) if row.path == doubted[2])
+        select(app, window, index, heatmap=False)
+        window.grab().save(str(args.out / "boxed-film.png"))
         window.close()
 
         window = open_window(app, Path(tmp) / "r4.sqlite3", [str(demo_dir())], model=Path(tmp) / "no-model")
         select(app, window, 0, heatmap=False)
         window.grab().save(str(args.out / "ai-off.png"))
         window.close()
-    for name in ("worklist", "worklist-1280x800", "heatmap", "help", "refused-file", "input-check", "ai-off"):
+    names = ("worklist", "worklist-1280x800", "heatmap", "help", "refused-file", "input-check", "boxed-film", "ai-off")
+    for name in names:
         log.info("saved %s", args.out / f"{name}.png")
     return 0
 
