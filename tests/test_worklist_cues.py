@@ -121,8 +121,13 @@ def test_the_flagged_share_is_shown_beside_the_operating_point_s_with_points_tha
         PointRate("youden", 0.39, 0.18, 0.9, 0.84, "external NIH report half, 556 images"),
     ]
     text = flag_share_text(snapshot(ROWS), policy, rates)
-    assert text.startswith("Suspected cardiomegaly: 2 of 3 scored (67%)")
+    assert text.startswith("Suspected cardiomegaly: 2 of 3 scored: 67% at or above the threshold;")
     assert "expected 28% at sensitivity 0.95" in text and "Fewer flags (Ctrl+P): Youden 18%" in text
+    with_check = snapshot(ROWS)
+    with_check.counts["check"] = 1  # a doubtful film above the threshold: not called suspected, but counted
+    assert flag_share_text(with_check, policy, rates).startswith(
+        "Suspected cardiomegaly: 2 of 3 scored, and 1 check film: 100% at or above the threshold;"
+    )
 
 
 def test_the_same_patient_s_films_are_linked_oldest_first():

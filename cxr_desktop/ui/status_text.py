@@ -25,13 +25,17 @@ def counts_text(snapshot: Snapshot, ai_off: bool) -> str:
 
 
 def flag_share_text(snapshot: Snapshot, policy: TriagePolicy | None, rates: list[PointRate]) -> str:
-    """ "Suspected cardiomegaly: 269 of 952 scored (28 %) · the operating point flagged 28 % where it was chosen ·
-    fewer flags: Youden 18 %" ("" until a study is scored)."""
+    """ "Suspected cardiomegaly: 262 of 952 scored, and 7 check films: 28% at or above the threshold; expected 28%
+    at sensitivity 0.95 (...). Fewer flags (Ctrl+P): Youden 18%" ("" until a study is scored). The share counts
+    the CHECK rows too (their score is above the threshold), so it compares with the operating point's rate."""
     scored = snapshot.counts["done"]
     if policy is None or scored == 0 or policy.research_mode:
         return ""
-    flagged = snapshot.counts["urgent"] + snapshot.counts["check"]
-    text = f"{flag_name(policy.finding)}: {flagged} of {scored} scored ({flagged / scored:.0%})"
+    urgent, check = snapshot.counts["urgent"], snapshot.counts["check"]
+    text = f"{flag_name(policy.finding)}: {urgent} of {scored} scored"
+    if check:
+        text += f", and {check} check film{'s' if check > 1 else ''}"
+    text += f": {(urgent + check) / scored:.0%} at or above the threshold"
     current = next((rate for rate in rates if rate.name == policy.operating_point), None)
     if current is not None and current.flag_rate is not None:
         text += f"; expected {current.flag_rate:.0%} at {point_name(current.name)} ({current.where})"
