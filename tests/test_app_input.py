@@ -39,7 +39,7 @@ def test_a_changed_model_bundle_is_refused_and_the_previous_model_kept(qtbot, tm
     with open(changed / "weights.safetensors", "r+b") as handle:
         handle.seek(-16, 2)
         handle.write(b"\x00" * 16)
-    with qtbot.waitSignal(window.worker.model_failed, timeout=30_000):
+    with qtbot.waitSignal(window.model_failed, timeout=30_000):
         window.request_model.emit(str(changed), "cpu")
     assert "sha256" in window.banner.text() and "The model in use is kept: tiny-test-model" in window.banner.text()
     assert not window.banner.isHidden()
@@ -66,7 +66,7 @@ def test_switching_to_a_resealed_bundle_that_disagrees_says_why_and_keeps_the_mo
     data = json.loads((folder / B.CARD_NAME).read_text())
     data["preprocessing"]["input_size"] = 128
     B.write_card(folder, data)
-    with qtbot.waitSignal(window.worker.model_failed, timeout=60_000):
+    with qtbot.waitSignal(window.model_failed, timeout=60_000):
         window.request_model.emit(str(folder), "cpu")
     text = window.banner.text()
     assert "takes 3 x 64 x 64" in text and "The model in use is kept: tiny-test-model" in text
@@ -80,7 +80,7 @@ def test_a_failed_device_switch_puts_the_device_box_back(qtbot, tmp_path, tiny_b
     qtbot.addWidget(window)
     qtbot.waitUntil(lambda: window.engine is not None, timeout=60_000)
     monkeypatch.setattr("cxr_desktop.inference.engine.check_device_name", _no_cuda)
-    with qtbot.waitSignal(window.worker.model_failed, timeout=60_000):
+    with qtbot.waitSignal(window.model_failed, timeout=60_000):
         window.device_box.setCurrentText("cuda")
     assert window.device_box.currentText() == "cpu" and "no CUDA device here" in window.banner.text()
     assert window.banner.wordWrap() and "The model in use is kept" in window.banner.text()
@@ -89,3 +89,32 @@ def test_a_failed_device_switch_puts_the_device_box_back(qtbot, tmp_path, tiny_b
 def _no_cuda(device: str) -> None:
     if device == "cuda":
         raise RuntimeError("cuda was requested but there is no CUDA device here (the message is long enough to wrap)")
+
+
+def test_a_model_failure_reaches_plain_listeners_in_the_gui_thread(qtbot, tmp_path, tiny_bundle, monkeypatch):
+    """window.model_failed is emitted in the GUI thread: a plain function or a pytest-qt waitSignal connected to
+    it runs there. On the worker's own signal it ran in the worker thread, where waitSignal stopped (refused) and
+    then, when that thread dropped the blocker last, freed its GUI-thread QTimer: the timer stayed registered and
+    its firing crashed the next event loop (a segfault under load). The blocker here is always freed last by the
+    emitting thread, and the wait lasts past its timer."""
+    import threading
+    import time
+
+    import pytestqt.wait_signal as wait_signal
+
+    quit_by_signal = wait_signal.SignalBlocker._quit_loop_by_signal
+
+    def quit_then_linger(blocker, *args):
+        quit_by_signal(blocker, *args)
+        time.sleep(0.3)  # the emitting thread keeps the blocker while the test leaves the with block
+
+    monkeypatch.setattr(wait_signal.SignalBlocker, "_quit_loop_by_signal", quit_then_linger)
+    window = MainWindow(tiny_bundle, ReviewStore(tmp_path / "r.sqlite3"), device="cpu")
+    qtbot.addWidget(window)
+    qtbot.waitUntil(lambda: window.engine is not None, timeout=60_000)
+    threads: list[threading.Thread] = []
+    window.model_failed.connect(lambda _message: threads.append(threading.current_thread()))
+    with qtbot.waitSignal(window.model_failed, timeout=1_000):
+        window.request_model.emit(str(tmp_path / "no-such-bundle"), "cpu")
+    qtbot.wait(1_500)  # the blocker's timer would have fired here
+    assert threads == [threading.main_thread()]

@@ -57,6 +57,10 @@ class MainWindow(WindowLayout, Reading, Controls, FileActions, ReceiverActions, 
     request_rescan = Signal(list)  # watched folders or files that changed
     request_image = Signal(str)  # path to show in the viewer
     request_heatmap = Signal(str, bool)  # path, at the front of the Grad-CAM queue
+    # the worker's model_failed once the window has shown it, emitted in the GUI thread: listen here, never to
+    # a worker's signal with a plain function or lambda, which PySide calls in the worker's thread (a pytest-qt
+    # waitSignal there stopped and freed its GUI-thread QTimer from that thread: a segfault when it fired)
+    model_failed = Signal(str)
 
     def __init__(
         self,
@@ -199,6 +203,7 @@ class MainWindow(WindowLayout, Reading, Controls, FileActions, ReceiverActions, 
             self.banner.say(f"{message}\nNo model is loaded: studies stay queued; open a model bundle (Open model…).")
             self.status_label.setText("No model loaded")
             self._ai_off(message)
+        self.model_failed.emit(message)
 
     def _ai_off(self, reason: str) -> None:
         """No model: a banner says AI triage is off and why; the studies stay readable, marked "not scored"."""
