@@ -14,9 +14,8 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
-import cv2
 import numpy as np
-from film_changes import DATA, border, burnt_in_text, heart_box, rotate  # scripts/film_changes.py
+from film_changes import DATA, HEART, border, burnt_in_text, filled_box, heart_box, rotate  # scripts/film_changes.py
 
 from cxr_desktop.core.card import read_card
 from cxr_desktop.core.occlusion import covering_box
@@ -27,23 +26,12 @@ from cxr_desktop.studies.reader import read_study
 Change = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
 
-def filled_box(corners: tuple[float, float, float, float], level: int) -> Change:
-    def change(gray: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        h, w = gray.shape
-        out = gray.copy()
-        x0, y0, x1, y1 = corners
-        cv2.rectangle(out, (round(x0 * w), round(y0 * h)), (round(x1 * w), round(y1 * h)), level, -1)
-        return out
-
-    return change
-
-
 CHANGES: dict[str, Change] = {
     "untouched": lambda gray, rng: gray,
     "box over the heart (28 x 22 % of the sides, grey 200)": heart_box,
     "box 12 x 12 % of the sides, grey 200": filled_box((0.50, 0.55, 0.62, 0.67), 200),
     "box 8 x 8 % of the sides, grey 200": filled_box((0.50, 0.55, 0.58, 0.63), 200),
-    "black box over the heart (28 x 22 %)": filled_box((0.42, 0.52, 0.70, 0.74), 0),
+    "black box over the heart (28 x 22 %)": filled_box(HEART, 0),
     "burnt-in PORTABLE AP + L": burnt_in_text,
     "rotated +15°": rotate(15),
     "20 % dark border": border(0.2),

@@ -60,12 +60,25 @@ def border(fraction: float) -> Callable[[np.ndarray, np.random.Generator], np.nd
     return change
 
 
-def heart_box(gray: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A filled light-grey box over the heart (the lower middle of a PA film, toward the image's right)."""
-    h, w = gray.shape
-    out = gray.copy()
-    cv2.rectangle(out, (round(0.42 * w), round(0.52 * h)), (round(0.70 * w), round(0.74 * h)), 200, -1)
-    return out
+HEART = (0.42, 0.52, 0.70, 0.74)  # the heart on a PA film (lower middle, toward the image's right): x0, y0, x1, y1
+
+
+def filled_box(
+    corners: tuple[float, float, float, float], level: int
+) -> Callable[[np.ndarray, np.random.Generator], np.ndarray]:
+    """The film with a filled box of grey ``level`` from (x0, y0) to (x1, y1), fractions of its width and height."""
+
+    def change(gray: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        h, w = gray.shape
+        out = gray.copy()
+        x0, y0, x1, y1 = corners
+        cv2.rectangle(out, (round(x0 * w), round(y0 * h)), (round(x1 * w), round(y1 * h)), level, -1)
+        return out
+
+    return change
+
+
+heart_box = filled_box(HEART, 200)  # a filled light-grey box over the heart
 
 
 def burnt_in_text(gray: np.ndarray, rng: np.random.Generator) -> np.ndarray:

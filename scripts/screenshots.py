@@ -97,6 +97,7 @@ def doubtful_films(folder: Path) -> list[Path]:
     on its score alone."""
     import cv2
     import numpy as np
+    from film_changes import heart_box  # scripts/film_changes.py: the box its measurements draw
 
     from cxr_desktop.core.preprocess import to_uint8
     from cxr_desktop.studies.reader import read_study
@@ -105,10 +106,7 @@ def doubtful_films(folder: Path) -> list[Path]:
     paths = [folder / "demo_02-rotated.png", folder / "demo_02-inverted.png", folder / "demo_02-boxed.png"]
     cv2.imwrite(str(paths[0]), np.ascontiguousarray(np.rot90(gray)))
     cv2.imwrite(str(paths[1]), 255 - gray)
-    h, w = gray.shape
-    boxed = gray.copy()
-    cv2.rectangle(boxed, (round(0.42 * w), round(0.52 * h)), (round(0.70 * w), round(0.74 * h)), 200, -1)
-    cv2.imwrite(str(paths[2]), boxed)
+    cv2.imwrite(str(paths[2]), heart_box(gray, np.random.default_rng(0)))
     return paths
 
 
