@@ -143,6 +143,7 @@ class Row:
     kept: int = 0
     within: int = 0
     lost_ok: int = 0  # the bad case: the flag is gone and the input check says nothing
+    lost_ok_far: int = 0  # of those, the score moved by more than SCORE_TOLERANCE (the "~0.1")
     lost_named: int = 0
     reasons: Counter | None = None
     mean_change: float = 0.0
@@ -163,6 +164,7 @@ def compare(change: str, source: list[StudyResult], changed: list[StudyResult], 
             row.kept += 1
         elif after.quality in ("ok", ""):
             row.lost_ok += 1
+            row.lost_ok_far += abs(delta) > SCORE_TOLERANCE
         else:
             row.lost_named += 1
             row.reasons[after.quality] += 1
@@ -185,14 +187,14 @@ def print_table(rows: list[Row], engine: Engine) -> None:
         f"{engine.policy.operating_point}, {engine.backend}\n"
     )
     print(
-        "| change | films | kept flag | score within 0.1 | lost flag, quality ok (bad) | lost flag, reason named "
-        "| mean score change | reasons named |"
+        "| change | films | kept flag | score within 0.1 | lost flag, quality ok (bad) | of which score moved > 0.1 "
+        "| lost flag, reason named | mean score change | reasons named |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
     for r in rows:
         reasons = "; ".join(f"{k}: {v}" for k, v in sorted(r.reasons.items())) or "-"
         print(
-            f"| {r.change} | {r.films} | {r.kept} | {r.within} | {r.lost_ok} | {r.lost_named} | "
+            f"| {r.change} | {r.films} | {r.kept} | {r.within} | {r.lost_ok} | {r.lost_ok_far} | {r.lost_named} | "
             f"{r.mean_change:+.3f} | {reasons} |"
         )
 

@@ -22,8 +22,8 @@ from cxr_desktop.core.card import CAM_FEATURES_NAME, EMBEDDING_NAME, INPUT_NAME,
 from cxr_desktop.core.device import check_device_name
 from cxr_desktop.core.guard import LATERAL, OK, guard_features
 from cxr_desktop.core.labels import finding_index
-from cxr_desktop.core.occlusion import BOXED, covering_box
 from cxr_desktop.core.optional_torch import require_torch
+from cxr_desktop.core.pixel_checks import pixel_verdict
 from cxr_desktop.core.preprocess import border_box, normalize_array, resize_to_input, to_uint8
 from cxr_desktop.inference.onnx_scorer import (
     OnnxScorer,
@@ -272,16 +272,16 @@ class Engine:
         return [self._result(p, *by_path.get(id(p), (None, ""))) for p in batch]
 
     def _verdicts(self, embeddings: np.ndarray | None, inputs: list[np.ndarray]) -> list[str]:
-        """The input check's verdict per study: a box drawn over the film (``core.occlusion``, a pixel check,
-        with or without a guard), else the input guard's verdict; "" (not checked) only when the model has no
-        guard. With a guard, a study it could not judge (its features are not finite) gets ``UNCHECKED_GUARD``,
-        which is never flagged urgent on the score alone, and its batch mates are judged as usual."""
+        """The input check's verdict per study: the input guard's verdict, or where it has none to give, that of
+        the pixel checks (``core.pixel_checks``: a box drawn over the film, a film turned at an angle; with or
+        without a guard); "" (not checked) only when the model has no guard. With a guard, a study it could not
+        judge (its features are not finite) gets ``UNCHECKED_GUARD``, which is never flagged urgent on the score
+        alone, and its batch mates are judged as usual."""
         verdicts = self._guard_verdicts(embeddings, len(inputs))
-        boxed = [
-            verdict in (OK, "") and covering_box(image) is not None
+        return [
+            (pixel_verdict(image) or verdict) if verdict in (OK, "") else verdict
             for verdict, image in zip(verdicts, inputs, strict=True)
         ]
-        return [BOXED if box else verdict for verdict, box in zip(verdicts, boxed, strict=True)]
 
     def _guard_verdicts(self, embeddings: np.ndarray | None, count: int) -> list[str]:
         if self.guard is None:
