@@ -23,6 +23,7 @@ PACKAGES = {
     "dsrdump": "dcmtk",
     "dciodvfy": "dicom3tools",
     "Orthanc": "orthanc",
+    "openssl": "openssl",
 }
 
 
@@ -52,17 +53,27 @@ def wait_for(condition: Callable[[], object], timeout_s: float = 60.0, what: str
     raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
 
 
-def storescu(port: int, *files: Path, calling: str = "MODALITY", called: str = "CXRTRIAGE", jpeg: bool = False):
-    """Send ``files`` as the modality; the completed process (its return code and stderr)."""
-    args = [require_tool("storescu"), "-v", "-aet", calling, "-aec", called]
+def storescu(
+    port: int,
+    *files: Path,
+    calling: str = "MODALITY",
+    called: str = "CXRTRIAGE",
+    jpeg: bool = False,
+    tls: tuple[str, ...] = (),
+):
+    """Send ``files`` as the modality; the completed process (its return code and stderr). ``tls``: storescu's
+    TLS options (``+tls KEY CERT +cf CA``)."""
+    args = [require_tool("storescu"), "-v", "-aet", calling, "-aec", called, *tls]
     if jpeg:
         args.append("-xy")  # propose JPEG baseline, as a CR that compresses its films
     args += ["127.0.0.1", str(port), *map(str, files)]
     return subprocess.run(args, capture_output=True, text=True, timeout=120)
 
 
-def echoscu(port: int, calling: str = "MODALITY", called: str = "CXRTRIAGE") -> subprocess.CompletedProcess:
-    args = [require_tool("echoscu"), "-aet", calling, "-aec", called, "127.0.0.1", str(port)]
+def echoscu(
+    port: int, calling: str = "MODALITY", called: str = "CXRTRIAGE", tls: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess:
+    args = [require_tool("echoscu"), "-aet", calling, "-aec", called, *tls, "127.0.0.1", str(port)]
     return subprocess.run(args, capture_output=True, text=True, timeout=60)
 
 
@@ -102,3 +113,54 @@ def dsrdump(path: Path) -> str:
     )
     assert result.returncode == 0, f"dsrdump cannot parse {path.name}: {result.stderr}"
     return result.stdout
+
+
+def _openssl(*args: str) -> None:
+    subprocess.run([require_tool("openssl"), *args], check=True, capture_output=True, timeout=60)
+
+
+def make_ca(folder: Path, name: str) -> tuple[Path, Path]:
+    key, cert = folder / f"{name}-ca.key", folder / f"{name}-ca.crt"
+    _openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        f"/CN={name} CA",
+        "-keyout",
+        str(key),
+        "-out",
+        str(cert),
+    )
+    return key, cert
+
+
+def make_cert(folder: Path, name: str, ca: tuple[Path, Path], address: str | None = None) -> tuple[Path, Path]:
+    """A key and a certificate signed by ``ca``; with ``address``, valid for that IP address (a server's)."""
+    key, request, cert = folder / f"{name}.key", folder / f"{name}.csr", folder / f"{name}.crt"
+    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}", "-keyout", str(key), "-out", str(request))
+    extensions = []
+    if address:
+        (folder / f"{name}.ext").write_text(f"subjectAltName=IP:{address}\n")
+        extensions = ["-extfile", str(folder / f"{name}.ext")]
+    _openssl(
+        "x509",
+        "-req",
+        "-in",
+        str(request),
+        "-CA",
+        str(ca[1]),
+        "-CAkey",
+        str(ca[0]),
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-out",
+        str(cert),
+        *extensions,
+    )
+    return key, cert

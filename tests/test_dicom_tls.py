@@ -1,7 +1,7 @@
 """DICOM TLS: the node with its certificate and a CA; dcmtk's echoscu and storescu with a client certificate
 signed by that CA get through, a plain (non-TLS) association and a certificate of another CA do not. Results
 sent over TLS reach a PACS (dcmtk's storescp) whose certificate the hospital CA signed for its address, and wait
-in the outbox at one whose certificate it did not sign. The certificates are made here with openssl."""
+in the outbox at one whose certificate it did not sign. The certificates are made with openssl (dicom_peers)."""
 
 from __future__ import annotations
 
@@ -9,63 +9,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from dicom_peers import require_tool, storescp, wait_for
+from dicom_peers import make_ca, make_cert, require_tool, storescp, wait_for
 
 from cxr_desktop.network.node import DicomNode, NodeConfig, client_tls_context, tls_context
 from cxr_desktop.network.outbox import Destination, Outbox, encode
+from cxr_desktop.network.tls_files import TlsFiles
 from cxr_desktop.studies.synthetic import build_dataset, synthetic_chest
 from cxr_desktop.worklist.session import TriageSession
-
-
-def _openssl(*args: str) -> None:
-    subprocess.run([require_tool("openssl"), *args], check=True, capture_output=True, timeout=60)
-
-
-def make_ca(folder: Path, name: str) -> tuple[Path, Path]:
-    key, cert = folder / f"{name}-ca.key", folder / f"{name}-ca.crt"
-    _openssl(
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "2",
-        "-subj",
-        f"/CN={name} CA",
-        "-keyout",
-        str(key),
-        "-out",
-        str(cert),
-    )
-    return key, cert
-
-
-def make_cert(folder: Path, name: str, ca: tuple[Path, Path], address: str | None = None) -> tuple[Path, Path]:
-    """A key and a certificate signed by ``ca``; with ``address``, valid for that IP address (a server's)."""
-    key, request, cert = folder / f"{name}.key", folder / f"{name}.csr", folder / f"{name}.crt"
-    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}", "-keyout", str(key), "-out", str(request))
-    extensions = []
-    if address:
-        (folder / f"{name}.ext").write_text(f"subjectAltName=IP:{address}\n")
-        extensions = ["-extfile", str(folder / f"{name}.ext")]
-    _openssl(
-        "x509",
-        "-req",
-        "-in",
-        str(request),
-        "-CA",
-        str(ca[1]),
-        "-CAkey",
-        str(ca[0]),
-        "-CAcreateserial",
-        "-days",
-        "2",
-        "-out",
-        str(cert),
-        *extensions,
-    )
-    return key, cert
 
 
 @pytest.fixture
@@ -142,3 +92,22 @@ def test_results_go_over_tls_only_to_a_pacs_whose_certificate_the_ca_signed(tmp_
                 assert outbox.pending(destination) and not any((tmp_path / "pacs").iterdir())
         finally:
             outbox.stop()
+
+
+def test_incomplete_tls_files_are_refused_with_the_reason(tmp_path):
+    """One set of rules for `cxr-triage listen --tls-*` and the app's settings (network.tls_files)."""
+    ca = make_ca(tmp_path, "hospital")
+    key, cert = make_cert(tmp_path, "cxr-node", ca)
+    assert TlsFiles().node_context() is None and TlsFiles().sending_context(True) is None
+    assert TlsFiles(cert, key, ca[1]).node_context() is not None
+    assert TlsFiles(send_ca=ca[1]).sending_context(True) is not None  # the node need not present its own
+    refused = {
+        "a CA for the calling peers needs": lambda: TlsFiles(ca=ca[1]).node_context(),
+        "needs both the node's certificate and its private key": lambda: TlsFiles(cert=cert).node_context(),
+        "needs somewhere to send results": lambda: TlsFiles(send_ca=ca[1]).sending_context(False),
+        "cannot use the TLS certificate, key or CA": lambda: TlsFiles(cert, tmp_path / "absent.key").node_context(),
+        "cannot use the destinations' CA": lambda: TlsFiles(send_ca=key).sending_context(True),
+    }
+    for reason, make in refused.items():
+        with pytest.raises(ValueError, match=reason):
+            make()

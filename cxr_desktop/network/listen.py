@@ -7,14 +7,14 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
-import ssl
 import sys
 import threading
 from pathlib import Path
 
-from cxr_desktop.network.node import DicomNode, NodeConfig, client_tls_context, tls_context
+from cxr_desktop.network.node import DicomNode, NodeConfig
 from cxr_desktop.network.outbox import Destination, Outbox
 from cxr_desktop.network.produce import LEDGER, ResultSink
+from cxr_desktop.network.tls_files import TlsFiles
 from cxr_desktop.worklist.session import TriageSession
 
 log = logging.getLogger(__name__)
@@ -90,38 +90,14 @@ def add_listen_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def node_tls(args: argparse.Namespace) -> ssl.SSLContext | None:
-    """The TLS context the arguments ask for (None: plain DICOM); ``ValueError`` saying what is wrong."""
-    if args.tls_cert is None and args.tls_key is None:
-        if args.tls_ca is not None:
-            raise ValueError("--tls-ca needs --tls-cert and --tls-key")
-        return None
-    if args.tls_cert is None or args.tls_key is None:
-        raise ValueError("DICOM TLS needs both --tls-cert and --tls-key")
-    try:
-        return tls_context(args.tls_cert, args.tls_key, args.tls_ca)
-    except (OSError, ssl.SSLError) as exc:
-        raise ValueError(f"cannot use the TLS certificate, key or CA: {exc}") from exc
-
-
-def sending_tls(args: argparse.Namespace) -> ssl.SSLContext | None:
-    """The TLS for sending results (None: plain DICOM); ``ValueError`` saying what is wrong."""
-    if args.send_tls_ca is None:
-        return None
-    if not args.send_results:
-        raise ValueError("--send-tls-ca needs --send-results")
-    if (args.tls_cert is None) != (args.tls_key is None):
-        raise ValueError("DICOM TLS needs both --tls-cert and --tls-key")
-    try:
-        return client_tls_context(args.send_tls_ca, args.tls_cert, args.tls_key)
-    except (OSError, ssl.SSLError) as exc:
-        raise ValueError(f"cannot use --send-tls-ca or the node's certificate for sending: {exc}") from exc
+def tls_files(args: argparse.Namespace) -> TlsFiles:
+    return TlsFiles(args.tls_cert, args.tls_key, args.tls_ca, args.send_tls_ca)
 
 
 def serve(session: TriageSession, args: argparse.Namespace) -> int:
     """Run the node until SIGTERM or SIGINT (call from the main thread)."""
     try:
-        tls, send_tls = node_tls(args), sending_tls(args)
+        tls, send_tls = tls_files(args).node_context(), tls_files(args).sending_context(bool(args.send_results))
         if args.max_associations < 1:
             raise ValueError(f"--max-associations must be at least 1, got {args.max_associations}")
     except ValueError as exc:

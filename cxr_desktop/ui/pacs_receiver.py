@@ -1,8 +1,9 @@
 """The app as a DICOM node: Settings ▸ Receive from PACS… starts the same listener as ``cxr-triage listen``
 (``cxr_desktop.network``) on the window's triage session, so received studies appear in the worklist live and
-take their place like any other. The status bar says whether the node is listening (AE@port) and how many studies
-it received. Results (SR, and the heatmap capture of an urgent study) go to the destinations once a study is
-scored, through the same persistent outbox; the settings are kept between runs (QSettings)."""
+take their place like any other. The status bar says whether the node is listening (AE@port, and whether over
+DICOM TLS) and how many studies it received. Results (SR, and the heatmap capture of an urgent study) go to the
+destinations once a study is scored, through the same persistent outbox; the settings are kept between runs
+(QSettings)."""
 
 from __future__ import annotations
 
@@ -14,12 +15,25 @@ from pathlib import Path
 from platformdirs import user_data_dir
 from PySide6.QtCore import QObject, QSettings, QTimer, Signal
 from PySide6.QtGui import QAction
-from PySide6.QtWidgets import QCheckBox, QDialog, QDialogButtonBox, QFormLayout, QLabel, QLineEdit, QSpinBox
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QSpinBox,
+    QToolButton,
+    QWidget,
+)
 
 from cxr_desktop.network.listen import OUTBOX
 from cxr_desktop.network.node import DicomNode, NodeConfig
 from cxr_desktop.network.outbox import Destination, Outbox
 from cxr_desktop.network.produce import LEDGER, ResultSink
+from cxr_desktop.network.tls_files import TlsFiles
 from cxr_desktop.worklist.rows import QUEUED
 from cxr_desktop.worklist.session import TriageSession
 
@@ -27,6 +41,7 @@ log = logging.getLogger(__name__)
 
 KEY = "pacs/"  # QSettings group of the receiver's settings
 STATUS_MS = 1000
+TLS_FIELDS = ("tls_cert", "tls_key", "tls_ca", "send_tls_ca")  # PEM file paths; "" for none
 
 
 @dataclass
@@ -37,6 +52,10 @@ class ReceiverSettings:
     allowed: list[str] = field(default_factory=list)
     destinations: list[str] = field(default_factory=list)  # AE@HOST:PORT
     store: str = ""
+    tls_cert: str = ""  # DICOM TLS: the node's certificate; with tls_key, the node listens over TLS only
+    tls_key: str = ""
+    tls_ca: str = ""  # accept only peers with a certificate signed by this CA
+    send_tls_ca: str = ""  # send results over TLS to destinations with a certificate signed by this CA
 
     @classmethod
     def load(cls, settings: QSettings) -> ReceiverSettings:
@@ -51,6 +70,7 @@ class ReceiverSettings:
             allowed=words("allowed"),
             destinations=words("destinations"),
             store=str(settings.value(KEY + "store", "") or ""),
+            **{name: str(settings.value(KEY + name, "") or "") for name in TLS_FIELDS},
         )
 
     def save(self, settings: QSettings) -> None:
@@ -61,12 +81,18 @@ class ReceiverSettings:
             ("allowed", " ".join(self.allowed)),
             ("destinations", " ".join(self.destinations)),
             ("store", self.store),
+            *((name, getattr(self, name)) for name in TLS_FIELDS),
         ]:
             settings.setValue(KEY + name, value)
 
     @property
     def store_folder(self) -> Path:
         return Path(self.store) if self.store else Path(user_data_dir("cxr-desktop")) / "received"
+
+    @property
+    def tls(self) -> TlsFiles:
+        paths = [Path(value) if value.strip() else None for value in (getattr(self, name) for name in TLS_FIELDS)]
+        return TlsFiles(*paths)
 
 
 class PacsReceiver(QObject):
@@ -89,14 +115,16 @@ class PacsReceiver(QObject):
         """Listen with ``config`` (a running node is stopped first). ``ValueError`` / ``OSError`` say why not."""
         self.stop()
         destinations = [Destination.parse(text) for text in config.destinations]
+        tls, send_tls = config.tls.node_context(), config.tls.sending_context(bool(destinations))
         store = config.store_folder
-        self.outbox = Outbox(store / OUTBOX, destinations, config.ae_title) if destinations else None
+        self.outbox = Outbox(store / OUTBOX, destinations, config.ae_title, tls=send_tls) if destinations else None
         self.sink = ResultSink(None, self.outbox, store / LEDGER)
-        node = DicomNode(NodeConfig(config.ae_title, config.port, store, allowed_aes=config.allowed), self.session)
+        node_config = NodeConfig(config.ae_title, config.port, store, allowed_aes=config.allowed, tls=tls)
+        node = DicomNode(node_config, self.session)
         node.start(self.sink.undelivered(node.store.instances()))
         if self.outbox is not None:
             self.outbox.start()
-        self.node, self.label = node, f"{config.ae_title}@{node.port}"
+        self.node, self.label = node, f"{config.ae_title}@{node.port}" + (" (DICOM TLS)" if tls else "")
         self._timer.start()
         self._tell()
 
@@ -146,6 +174,8 @@ class ReceiverDialog(QDialog):
         self.allowed = QLineEdit(" ".join(config.allowed), placeholderText="any calling AE title")
         self.destinations = QLineEdit(" ".join(config.destinations), placeholderText="PACS@10.0.0.5:104 ...")
         self.store = QLineEdit(config.store, placeholderText=str(config.store_folder))
+        self.tls = {name: QLineEdit(getattr(config, name), placeholderText="none") for name in TLS_FIELDS}
+        self.tls["tls_cert"].setPlaceholderText("none: plain DICOM")
         for label, widget in [
             ("", self.enabled),
             ("AE title", self.ae_title),
@@ -153,6 +183,10 @@ class ReceiverDialog(QDialog):
             ("Allowed calling AEs", self.allowed),
             ("Send results to", self.destinations),
             ("Store received studies in", self.store),
+            ("DICOM TLS certificate (PEM)", _with_browse(self.tls["tls_cert"])),
+            ("Its private key (PEM)", _with_browse(self.tls["tls_key"])),
+            ("Accept only peers signed by (CA)", _with_browse(self.tls["tls_ca"])),
+            ("Send results over TLS, signed by (CA)", _with_browse(self.tls["send_tls_ca"])),
         ]:
             form.addRow(label, widget)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
@@ -168,7 +202,26 @@ class ReceiverDialog(QDialog):
             allowed=self.allowed.text().split(),
             destinations=self.destinations.text().split(),
             store=self.store.text().strip(),
+            **{name: field.text().strip() for name, field in self.tls.items()},
         )
+
+
+def _with_browse(line: QLineEdit) -> QWidget:
+    """``line`` with a "…" button that fills it with a file picked in a file dialog."""
+    box = QWidget()
+    layout = QHBoxLayout(box)
+    layout.setContentsMargins(0, 0, 0, 0)
+    button = QToolButton(text="…", toolTip="Choose a PEM file")
+
+    def browse() -> None:
+        path, _ = QFileDialog.getOpenFileName(box, "Choose a PEM file", line.text(), "PEM (*.pem *.crt *.key);;All (*)")
+        if path:
+            line.setText(path)
+
+    button.clicked.connect(browse)
+    layout.addWidget(line)
+    layout.addWidget(button)
+    return box
 
 
 class ReceiverActions:
