@@ -47,28 +47,37 @@ def test_real_films_pass_and_films_turned_by_15_degrees_are_found_with_their_ang
     assert [turned_angle(resize_to_input(gray, spec)) for gray in grays] == [None] * len(grays)
 
 
-def test_any_fill_any_canvas_and_a_letterboxed_film(films):
+def test_any_fill_any_canvas_a_frame_and_jpeg(films):
     grays, spec = films
     for gray in grays[:4]:
         wide = cv2.resize(gray, (gray.shape[1], gray.shape[0] * 2 // 3), interpolation=cv2.INTER_AREA)
-        for changed in (turn(gray, 10, fill=255), turn(gray, -15, fill=128, expand=True), turn(wide, 15)):
-            assert turned_angle(resize_to_input(changed, spec)) is not None
+        framed = cv2.copyMakeBorder(turn(gray, 10), 8, 8, 8, 8, cv2.BORDER_CONSTANT, value=255)
+        jpeg = cv2.imdecode(cv2.imencode(".jpg", turn(gray, -10, fill=255), [cv2.IMWRITE_JPEG_QUALITY, 90])[1], 0)
+        changed = [turn(gray, 10, fill=255), turn(gray, -15, fill=128, expand=True), turn(wide, 15), framed, jpeg]
+        for film in changed:
+            assert turned_angle(resize_to_input(film, spec)) is not None
 
 
-def test_mirror_symmetric_dark_corners_and_one_wedge_are_not_a_turn(films):
-    """Dark background beside a patient makes wedges left and right alike, which no turn does; one wedge
-    alone (a cut corner, a label) is not a turn either."""
+def test_mirror_symmetric_dark_corners_a_shutter_and_one_wedge_are_not_a_turn(films):
+    """Dark background beside a patient makes wedges left and right alike, which no turn does; so does a
+    shutter cutting every corner alike (whose opposite corners agree as a turn's do); one wedge alone (a cut
+    corner, a label) is not a turn either."""
     grays, spec = films
     for gray in grays[:6]:
         h, w = gray.shape
         left = np.array([[0, h // 2], [0, h - 1], [w // 5, h - 1]], np.int32)
         right = left.copy()
         right[:, 0] = w - 1 - right[:, 0]
-        both, one = gray.copy(), gray.copy()
+        both, one, shutter = gray.copy(), gray.copy(), gray.copy()
         cv2.fillPoly(both, [left, right], 0)
         cv2.fillPoly(one, [left], 0)
-        assert turned_angle(resize_to_input(both, spec)) is None
-        assert turned_angle(resize_to_input(one, spec)) is None
+        across, down = w // 3, h // 12  # the same cut at every corner; a marker on two of them leaves two
+        for x, y, dx, dy in ((0, 0, 1, 1), (w - 1, 0, -1, 1), (0, h - 1, 1, -1), (w - 1, h - 1, -1, -1)):
+            cv2.fillPoly(shutter, [np.array([[x, y], [x + dx * across, y], [x, y + dy * down]], np.int32)], 0)
+        for x, y in ((w - w // 6, h // 60), (w // 6, h - 1 - h // 60)):  # on the top right and bottom left cuts
+            cv2.circle(shutter, (x, y), h // 60, 255, -1)  # clean wedges at opposite corners, which agree
+        for film in (both, one, shutter):
+            assert turned_angle(resize_to_input(film, spec)) is None
 
 
 def test_a_turned_film_is_named_and_never_flagged_urgent(nih_sample, tmp_path):
