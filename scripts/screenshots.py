@@ -92,21 +92,23 @@ def refused_file(folder: Path, given: Path | None) -> Path:
 
 
 def doubtful_films(folder: Path) -> list[Path]:
-    """A demo cardiomegaly film turned 90°, one with inverted polarity and one with a box drawn over the heart,
-    as PNGs: the input guard doubts the first two and the box check names the third, so none is flagged urgent
-    on its score alone."""
+    """A demo cardiomegaly film turned 90°, one with inverted polarity, one with a box drawn over the heart and
+    one stored turned by 15°, as PNGs: the input guard doubts the first two and the pixel checks name the others,
+    so none is flagged urgent on its score alone."""
     import cv2
     import numpy as np
-    from film_changes import heart_box  # scripts/film_changes.py: the box its measurements draw
+    from film_changes import heart_box, rotate  # scripts/film_changes.py: the changes its measurements make
 
     from cxr_desktop.core.preprocess import to_uint8
     from cxr_desktop.studies.reader import read_study
 
     gray = to_uint8(read_study(demo_dir() / "demo_02.dcm").image)
-    paths = [folder / "demo_02-rotated.png", folder / "demo_02-inverted.png", folder / "demo_02-boxed.png"]
+    names = ("rotated", "inverted", "boxed", "turned-15")
+    paths = [folder / f"demo_02-{name}.png" for name in names]
     cv2.imwrite(str(paths[0]), np.ascontiguousarray(np.rot90(gray)))
     cv2.imwrite(str(paths[1]), 255 - gray)
     cv2.imwrite(str(paths[2]), heart_box(gray, np.random.default_rng(0)))
+    cv2.imwrite(str(paths[3]), rotate(15)(gray, np.random.default_rng(0)))
     return paths
 
 
@@ -151,13 +153,17 @@ def main(argv: list[str] | None = None) -> int:
         index = next(i for i, row in enumerate(window.model.visible) if row.path == doubted[2])
         select(app, window, index, heatmap=False)
         window.grab().save(str(args.out / "boxed-film.png"))
+        index = next(i for i, row in enumerate(window.model.visible) if row.path == doubted[3])
+        select(app, window, index, heatmap=False)
+        window.grab().save(str(args.out / "turned-film.png"))
         window.close()
 
         window = open_window(app, Path(tmp) / "r4.sqlite3", [str(demo_dir())], model=Path(tmp) / "no-model")
         select(app, window, 0, heatmap=False)
         window.grab().save(str(args.out / "ai-off.png"))
         window.close()
-    names = ("worklist", "worklist-1280x800", "heatmap", "help", "refused-file", "input-check", "boxed-film", "ai-off")
+    names = ("worklist", "worklist-1280x800", "heatmap", "help", "refused-file", "input-check", "boxed-film")
+    names += ("turned-film", "ai-off")
     for name in names:
         log.info("saved %s", args.out / f"{name}.png")
     return 0
