@@ -1,7 +1,7 @@
 """How often the pixel checks (cxr_desktop/core/pixel_checks.py: the box check of core/occlusion.py, the turn
 check of core/tilt.py) fire on real films, changed and unchanged.
 
-Every NIH film of ../shared (nih14-sample and nih14-extra, 1113) and every `cardiomegaly-local` film (5011, the
+Every NIH film of ../shared/data (nih14-sample and nih14-extra, 1113) and every `cardiomegaly-local` film (5011, the
 local hospital's, train and test) goes through the app's preprocessing (the shipped model's card) and each check,
 untouched and, for the NIH films, changed as in scripts/film_changes.py plus boxes of other sizes and a black
 one, turns of other angles, fills and canvases, and edits that make corner wedges without a turn (shutters, cut

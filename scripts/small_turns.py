@@ -11,8 +11,8 @@ import sys
 
 import film_changes  # scripts/film_changes.py
 
-import cxr_desktop.inference.engine as engine
-from cxr_desktop.core.occlusion import BOXED, covering_box
+from cxr_desktop.core import pixel_checks
+from cxr_desktop.core.tilt import TILTED
 
 TURNS = (-10, -7, -5, -3, 3, 5, 7, 10)
 
@@ -21,8 +21,8 @@ def main(argv: list[str]) -> int:
     if not argv or argv[0] not in ("on", "off"):
         print(__doc__, file=sys.stderr)
         return 2
-    if argv[0] == "off":  # the box check only: a turned film has no box
-        engine.pixel_verdict = lambda image: BOXED if covering_box(image) is not None else None
+    if argv[0] == "off":  # every pixel check but the turn check
+        pixel_checks.CHECKS = tuple(check for check in pixel_checks.CHECKS if check[0] != TILTED)
     film_changes.PIXEL_CHANGES = {f"rotated {d:+d}°": film_changes.rotate(float(d)) for d in TURNS}
     return film_changes.main(argv[1:])
 

@@ -115,13 +115,13 @@ def dsrdump(path: Path) -> str:
     return result.stdout
 
 
-def _openssl(*args: str) -> None:
+def openssl(*args: str) -> None:
     subprocess.run([require_tool("openssl"), *args], check=True, capture_output=True, timeout=60)
 
 
 def make_ca(folder: Path, name: str) -> tuple[Path, Path]:
     key, cert = folder / f"{name}-ca.key", folder / f"{name}-ca.crt"
-    _openssl(
+    openssl(
         "req",
         "-x509",
         "-newkey",
@@ -142,12 +142,12 @@ def make_ca(folder: Path, name: str) -> tuple[Path, Path]:
 def make_cert(folder: Path, name: str, ca: tuple[Path, Path], address: str | None = None) -> tuple[Path, Path]:
     """A key and a certificate signed by ``ca``; with ``address``, valid for that IP address (a server's)."""
     key, request, cert = folder / f"{name}.key", folder / f"{name}.csr", folder / f"{name}.crt"
-    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}", "-keyout", str(key), "-out", str(request))
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}", "-keyout", str(key), "-out", str(request))
     extensions = []
     if address:
         (folder / f"{name}.ext").write_text(f"subjectAltName=IP:{address}\n")
         extensions = ["-extfile", str(folder / f"{name}.ext")]
-    _openssl(
+    openssl(
         "x509",
         "-req",
         "-in",

@@ -8,6 +8,7 @@ import dataclasses
 
 from dicom_peers import echoscu, free_port, make_ca, make_cert, storescp, storescu
 from PySide6.QtCore import QSettings
+from PySide6.QtWidgets import QDialog
 
 from cxr_desktop.ui.main_window import MainWindow
 from cxr_desktop.ui.pacs_receiver import ReceiverDialog, ReceiverSettings
@@ -81,6 +82,9 @@ def test_the_app_receives_and_sends_over_dicom_tls_set_in_its_settings(
         try:
             assert f"CXRTRIAGE@{port} (DICOM TLS)" in window.receiver_label.text()
             assert echoscu(port).returncode != 0  # plain DICOM
+            stranger_key, stranger_cert = make_cert(tmp_path, "stranger", make_ca(tmp_path, "elsewhere"))
+            assert echoscu(port, tls=("+tls", str(stranger_key), str(stranger_cert), "-ic")).returncode != 0
+            assert echoscu(port, tls=modality_tls).returncode == 0
             assert storescu(port, dicom_dir / FILM, tls=modality_tls).returncode == 0
             qtbot.waitUntil(lambda: window.session.counts().get("done", 0) == 1, timeout=120_000)
             qtbot.waitUntil(lambda: any((tmp_path / "pacs").glob("SR*")), timeout=60_000)
@@ -88,11 +92,24 @@ def test_the_app_receives_and_sends_over_dicom_tls_set_in_its_settings(
             window.close()
 
 
+def test_the_dialog_keeps_unusable_tls_settings_open_with_the_reason(qtbot, tmp_path):
+    config = ReceiverSettings(True, "CXRTRIAGE", free_port(), tls_cert=str(tmp_path / "absent.crt"))
+    dialog = ReceiverDialog(config)
+    qtbot.addWidget(dialog)
+    assert dialog.settings() == config  # what the dialog shows is what it saves
+    dialog.accept()
+    assert dialog.result() != QDialog.DialogCode.Accepted and dialog.problem.isVisibleTo(dialog)
+    assert "DICOM TLS needs both the TLS certificate and its private key" in dialog.problem.text()
+    dialog.enabled.setChecked(False)  # not listening: nothing to check
+    dialog.accept()
+    assert dialog.result() == QDialog.DialogCode.Accepted
+
+
 def test_incomplete_tls_settings_are_refused_with_the_reason(qtbot, tmp_path, monkeypatch, tiny_bundle):
+    """Settings saved before (or edited by hand) that cannot be used: the banner says why at start."""
     cert = tmp_path / "node.crt"
     cert.write_text("not a certificate")
     config = ReceiverSettings(True, "CXRTRIAGE", free_port(), store=str(tmp_path / "in"), tls_cert=str(cert))
-    assert ReceiverDialog(config).settings() == config  # what the dialog shows is what it saves
     window = _open_window(qtbot, tmp_path, monkeypatch, tiny_bundle, config)
     try:
         assert window.receiver.node is None and window.receiver_label.text() == ""
@@ -100,6 +117,7 @@ def test_incomplete_tls_settings_are_refused_with_the_reason(qtbot, tmp_path, mo
         key = tmp_path / "node.key"
         key.write_text("not a key either")
         assert not window.start_receiver(dataclasses.replace(config, tls_key=str(key)))
-        assert "cannot use the TLS certificate, key or CA" in window.banner.text()
+        assert "cannot use the TLS certificate" in window.banner.text()
+        assert "not a PEM certificate and its key" in window.banner.text()
     finally:
         window.close()

@@ -9,11 +9,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from dicom_peers import make_ca, make_cert, require_tool, storescp, wait_for
+from dicom_peers import make_ca, make_cert, openssl, require_tool, storescp, wait_for
 
 from cxr_desktop.network.node import DicomNode, NodeConfig, client_tls_context, tls_context
 from cxr_desktop.network.outbox import Destination, Outbox, encode
-from cxr_desktop.network.tls_files import TlsFiles
+from cxr_desktop.network.tls_files import CLI_LABELS, TlsFiles
 from cxr_desktop.studies.synthetic import build_dataset, synthetic_chest
 from cxr_desktop.worklist.session import TriageSession
 
@@ -94,20 +94,31 @@ def test_results_go_over_tls_only_to_a_pacs_whose_certificate_the_ca_signed(tmp_
             outbox.stop()
 
 
-def test_incomplete_tls_files_are_refused_with_the_reason(tmp_path):
-    """One set of rules for `cxr-triage listen --tls-*` and the app's settings (network.tls_files)."""
+def test_incomplete_or_unusable_tls_files_are_refused_naming_the_setting_and_file(tmp_path):
+    """One set of rules for `cxr-triage listen --tls-*` and the app's settings (network.tls_files), each reason
+    in the caller's words; an encrypted key is refused, not asked for on the terminal (which blocks the node)."""
     ca = make_ca(tmp_path, "hospital")
     key, cert = make_cert(tmp_path, "cxr-node", ca)
+    other_key, _ = make_cert(tmp_path, "other", ca)
+    encrypted = tmp_path / "encrypted.key"
+    openssl("pkey", "-in", str(key), "-aes256", "-passout", "pass:secret", "-out", str(encrypted))
     assert TlsFiles().node_context() is None and TlsFiles().sending_context(True) is None
     assert TlsFiles(cert, key, ca[1]).node_context() is not None
     assert TlsFiles(send_ca=ca[1]).sending_context(True) is not None  # the node need not present its own
     refused = {
-        "a CA for the calling peers needs": lambda: TlsFiles(ca=ca[1]).node_context(),
-        "needs both the node's certificate and its private key": lambda: TlsFiles(cert=cert).node_context(),
-        "needs somewhere to send results": lambda: TlsFiles(send_ca=ca[1]).sending_context(False),
-        "cannot use the TLS certificate, key or CA": lambda: TlsFiles(cert, tmp_path / "absent.key").node_context(),
-        "cannot use the destinations' CA": lambda: TlsFiles(send_ca=key).sending_context(True),
+        "the peers' CA .* needs the TLS certificate and its private key": TlsFiles(ca=ca[1]),
+        "--tls-ca .* needs --tls-cert and --tls-key": TlsFiles(ca=ca[1], labels=CLI_LABELS),
+        "DICOM TLS needs both the TLS certificate and its private key": TlsFiles(cert=cert),
+        r"its private key \(.*absent.key\): no such file": TlsFiles(cert, tmp_path / "absent.key"),
+        r"the TLS certificate \(.*\): not a file": TlsFiles(tmp_path, key),
+        "encrypted.key.*is encrypted": TlsFiles(cert, encrypted),
+        "other.key.* is not the key of the TLS certificate": TlsFiles(cert, other_key),
+        "cannot use the peers' CA .* as a CA": TlsFiles(cert, key, key),
     }
-    for reason, make in refused.items():
+    for reason, files in refused.items():
         with pytest.raises(ValueError, match=reason):
-            make()
+            files.node_context()
+    with pytest.raises(ValueError, match="--send-tls-ca .* needs --send-results"):
+        TlsFiles(send_ca=ca[1], labels=CLI_LABELS).sending_context(False)
+    with pytest.raises(ValueError, match="cannot use the destinations' CA"):
+        TlsFiles(send_ca=key).sending_context(True)

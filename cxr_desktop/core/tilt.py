@@ -109,6 +109,8 @@ def _complements(pair: set[int], corners: list[_Corner], shortest: int) -> bool:
 def turned_angle(image: np.ndarray) -> float | None:
     """The turn (degrees; its sign is the sense of the turn) of a film stored at an angle on a filled canvas,
     read from the uint8 model input ``image``; None when the corners show no agreeing wedges."""
+    if min(image.shape) < 8:  # no model input is this small (PreprocessSpec: input_size >= 8)
+        return None
     content = _inside_frame(image)
     corners = [_corner(np.ascontiguousarray(content[::rows, ::columns])) for rows, columns in CORNERS]
     angles = {  # a mirrored corner sees the turn's sense reversed

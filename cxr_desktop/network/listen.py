@@ -14,7 +14,7 @@ from pathlib import Path
 from cxr_desktop.network.node import DicomNode, NodeConfig
 from cxr_desktop.network.outbox import Destination, Outbox
 from cxr_desktop.network.produce import LEDGER, ResultSink
-from cxr_desktop.network.tls_files import TlsFiles
+from cxr_desktop.network.tls_files import CLI_LABELS, TlsFiles
 from cxr_desktop.worklist.session import TriageSession
 
 log = logging.getLogger(__name__)
@@ -91,13 +91,15 @@ def add_listen_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def tls_files(args: argparse.Namespace) -> TlsFiles:
-    return TlsFiles(args.tls_cert, args.tls_key, args.tls_ca, args.send_tls_ca)
+    """The TLS files the options give, their errors worded with the options' names."""
+    return TlsFiles(args.tls_cert, args.tls_key, args.tls_ca, args.send_tls_ca, labels=CLI_LABELS)
 
 
 def serve(session: TriageSession, args: argparse.Namespace) -> int:
     """Run the node until SIGTERM or SIGINT (call from the main thread)."""
     try:
-        tls, send_tls = tls_files(args).node_context(), tls_files(args).sending_context(bool(args.send_results))
+        files = tls_files(args)
+        tls, send_tls = files.node_context(), files.sending_context(bool(args.send_results))
         if args.max_associations < 1:
             raise ValueError(f"--max-associations must be at least 1, got {args.max_associations}")
     except ValueError as exc:

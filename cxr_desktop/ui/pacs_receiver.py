@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 KEY = "pacs/"  # QSettings group of the receiver's settings
 STATUS_MS = 1000
 TLS_FIELDS = ("tls_cert", "tls_key", "tls_ca", "send_tls_ca")  # PEM file paths; "" for none
+PEM_FILTER = "PEM (*.pem *.crt *.cer *.key);;All (*)"
 
 
 @dataclass
@@ -91,8 +92,18 @@ class ReceiverSettings:
 
     @property
     def tls(self) -> TlsFiles:
-        paths = [Path(value) if value.strip() else None for value in (getattr(self, name) for name in TLS_FIELDS)]
-        return TlsFiles(*paths)
+        def path(value: str) -> Path | None:
+            return Path(value.strip()).expanduser() if value.strip() else None
+
+        return TlsFiles(
+            cert=path(self.tls_cert), key=path(self.tls_key), ca=path(self.tls_ca), send_ca=path(self.send_tls_ca)
+        )
+
+    def check(self) -> None:
+        """``ValueError`` saying what is wrong with the destinations or the TLS files (nothing is started)."""
+        destinations = [Destination.parse(text) for text in self.destinations]
+        self.tls.node_context()
+        self.tls.sending_context(bool(destinations))
 
 
 class PacsReceiver(QObject):
@@ -125,6 +136,8 @@ class PacsReceiver(QObject):
         if self.outbox is not None:
             self.outbox.start()
         self.node, self.label = node, f"{config.ae_title}@{node.port}" + (" (DICOM TLS)" if tls else "")
+        if self.outbox is not None and bool(tls) != bool(send_tls):
+            self.label += ", results sent over " + ("DICOM TLS" if send_tls else "plain DICOM")
         self._timer.start()
         self._tell()
 
@@ -189,10 +202,26 @@ class ReceiverDialog(QDialog):
             ("Send results over TLS, signed by (CA)", _with_browse(self.tls["send_tls_ca"])),
         ]:
             form.addRow(label, widget)
+        self.problem = QLabel(styleSheet="color: #a00", wordWrap=True)
+        self.problem.hide()
+        form.addRow(self.problem)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
         form.addRow(buttons)
+
+    def accept(self) -> None:
+        """Closed with OK only when the destinations and TLS files can be used (or listening is off): else the
+        reason is shown above the buttons and nothing is saved."""
+        config = self.settings()
+        try:
+            if config.enabled:
+                config.check()
+        except ValueError as exc:
+            self.problem.setText(f"Cannot use these settings: {exc}")
+            self.problem.show()
+            return
+        super().accept()
 
     def settings(self) -> ReceiverSettings:
         return ReceiverSettings(
@@ -214,7 +243,7 @@ def _with_browse(line: QLineEdit) -> QWidget:
     button = QToolButton(text="…", toolTip="Choose a PEM file")
 
     def browse() -> None:
-        path, _ = QFileDialog.getOpenFileName(box, "Choose a PEM file", line.text(), "PEM (*.pem *.crt *.key);;All (*)")
+        path, _ = QFileDialog.getOpenFileName(box, "Choose a PEM file", line.text(), PEM_FILTER)
         if path:
             line.setText(path)
 
