@@ -5,9 +5,11 @@ looks at, and the model's features do not say so: on real NIH films a box over t
 from about half of the flagged cardiomegaly films with the guard's verdict "ok" (docs/robustness.md). Real
 radiographs have no perfectly flat interior patch that large, so the check looks for one in the model's own
 input: pixels whose whole neighbourhood has one grey level, grouped into regions; a region counts when it is
-large, nearly rectangular, clear of the image's edges and lighter than the film's darkest grey levels. Flat dark
-areas are background: a margin, a collimated or scanned film's frame, a saturated gap beside the body, whether
-or not they touch an edge. So a black box (a redaction) is not caught: measured scope in docs/robustness.md.
+large, nearly rectangular and clear of the image's edges. A dark one (at the film's darkest grey levels) may be
+background: a margin, a collimated or scanned film's frame, a saturated gap beside the body. It counts only well
+inside the film (``DARK_CLEARANCE`` from every edge) and surrounded by film clearly lighter than itself
+(``DARK_STEP``), as a black box (a redaction) over the film is and background is not. Measured on real films and
+boxes in docs/robustness.md.
 """
 
 from __future__ import annotations
@@ -20,7 +22,10 @@ BOXED = "probably a box drawn over the film"
 MIN_AREA_FRACTION = 0.005  # of the model input: 0.5 % (a 224 px input: a flat core of 16 x 16 px, a 20 px box)
 MIN_FILL = 0.85  # region area / its bounding box area: a filled rectangle, not a flat blob
 NEIGHBOURHOOD = 5  # pixels: a region's pixels have a NEIGHBOURHOOD x NEIGHBOURHOOD patch of one grey level
-DARK_PERCENTILE, DARK_MARGIN = 5, 8  # a region at or below the film's 5th percentile grey + 8 is background
+DARK_PERCENTILE, DARK_MARGIN = 5, 8  # a region at or below the film's 5th percentile grey + 8 is dark
+DARK_CLEARANCE = 0.08  # of the shorter side: a dark box lies at least this far from every edge
+DARK_STEP = 30  # grey levels: the film around a dark box (RING pixels outside it) is at least this much lighter
+RING = (4, 8)  # pixels outside a region's flat core: from the box's own edge to its surroundings
 
 
 def covering_box(image: np.ndarray) -> tuple[int, int, int, int] | None:
@@ -36,8 +41,23 @@ def covering_box(image: np.ndarray) -> tuple[int, int, int, int] | None:
         touches_edge = x <= margin or y <= margin or x + w >= width - margin or y + h >= height - margin
         if touches_edge or area < MIN_AREA_FRACTION * height * width or area < MIN_FILL * w * h:
             continue
-        if image[labels == index].max() <= dark:  # one grey level: a dark one is background
+        level = int(image[labels == index].max())  # one grey level
+        if level <= dark and not _dark_box_on_film(image, (int(x), int(y), int(w), int(h)), level):
             continue
         if best is None or w * h > best[2] * best[3]:
             best = (int(x), int(y), int(w), int(h))
     return best
+
+
+def _dark_box_on_film(image: np.ndarray, core: tuple[int, int, int, int], level: int) -> bool:
+    """Whether a dark flat region (its core's x, y, width, height) is a box on the film, not background: far
+    from every edge, and the film around it (``RING``) lighter by ``DARK_STEP``."""
+    x, y, w, h = core
+    height, width = image.shape
+    if min(x, y, width - x - w, height - y - h) < DARK_CLEARANCE * min(height, width):
+        return False
+    near, far = RING
+    around = np.zeros(image.shape, bool)
+    around[max(0, y - far) : y + h + far, max(0, x - far) : x + w + far] = True
+    around[max(0, y - near) : y + h + near, max(0, x - near) : x + w + near] = False
+    return float(np.median(image[around])) >= level + DARK_STEP
