@@ -71,6 +71,7 @@ class _Prepared:
     info: StudyInfo | None = None
     model_input: np.ndarray | None = None  # uint8 (size, size)
     error: str = ""
+    doubt: str | None = None  # the pixel checks' verdict on model_input (core.pixel_checks), made in the reader
 
 
 BACKENDS = ("auto", "torch", "onnx")
@@ -253,7 +254,8 @@ class Engine:
     def _prepare(self, path: Path, load: Loader) -> _Prepared:
         try:
             info, image = load(path)
-            return _Prepared(path, info, resize_to_input(to_uint8(image), self.spec))
+            model_input = resize_to_input(to_uint8(image), self.spec)
+            return _Prepared(path, info, model_input, doubt=pixel_verdict(model_input))
         except StudyError as exc:
             return _Prepared(path, error=exc.reason)
         except Exception as exc:  # anything a reader or the preprocessing did not anticipate: this file only
@@ -267,20 +269,20 @@ class Engine:
         except Exception as exc:  # e.g. CUDA out of memory: the rows get the reason, the run goes on
             log.error("model failed on a batch: %s: %s", type(exc).__name__, exc)
             return [StudyResult(p.path, p.info, error=p.error or f"model failed: {exc}") for p in batch]
-        verdicts = self._verdicts(embeddings, [p.model_input for p in good])
+        verdicts = self._verdicts(embeddings, [p.doubt for p in good])
         by_path = {id(p): (row, verdict) for p, row, verdict in zip(good, probs, verdicts, strict=True)}
         return [self._result(p, *by_path.get(id(p), (None, ""))) for p in batch]
 
-    def _verdicts(self, embeddings: np.ndarray | None, inputs: list[np.ndarray]) -> list[str]:
+    def _verdicts(self, embeddings: np.ndarray | None, doubts: list[str | None]) -> list[str]:
         """The input check's verdict per study: the input guard's verdict, or where it has none to give, that of
         the pixel checks (``core.pixel_checks``: a box drawn over the film, a film turned at an angle; with or
         without a guard); "" (not checked) only when the model has no guard. With a guard, a study it could not
         judge (its features are not finite) gets ``UNCHECKED_GUARD``, which is never flagged urgent on the score
         alone, and its batch mates are judged as usual."""
-        verdicts = self._guard_verdicts(embeddings, len(inputs))
+        verdicts = self._guard_verdicts(embeddings, len(doubts))
         return [
-            (pixel_verdict(image) or verdict) if verdict in (OK, "") else verdict
-            for verdict, image in zip(verdicts, inputs, strict=True)
+            (doubt or verdict) if verdict in (OK, "") else verdict
+            for verdict, doubt in zip(verdicts, doubts, strict=True)
         ]
 
     def _guard_verdicts(self, embeddings: np.ndarray | None, count: int) -> list[str]:
