@@ -68,6 +68,19 @@ def nih_sample(shared_data: Path) -> Path:
     return _require_or_skip(shared_data / "nih14-sample")
 
 
+@pytest.fixture(scope="session")
+def nih_films(nih_sample: Path):
+    """The first 24 real NIH films (uint8 gray) and the shipped model's preprocessing spec: what the pixel
+    checks' tests change and look at."""
+    import cv2
+
+    from cxr_desktop.core.card import read_card
+    from cxr_desktop.core.resources import default_model_dir
+
+    sources = sorted((nih_sample / "images").glob("*.png"))[:24]
+    return [cv2.imread(str(path), cv2.IMREAD_GRAYSCALE) for path in sources], read_card(default_model_dir()).spec
+
+
 def table_shows_session(window) -> bool:
     """Whether the window's worklist table shows the session's rows as they are now (it redraws at most every
     100 ms while scoring goes on, so a test waits for this before reading the table)."""

@@ -5,14 +5,11 @@ import csv
 
 import cv2
 import numpy as np
-import pytest
 
 from cxr_desktop.cli import main as triage_main
-from cxr_desktop.core.card import read_card
 from cxr_desktop.core.guard import OK
 from cxr_desktop.core.occlusion import BOXED, covering_box
 from cxr_desktop.core.preprocess import resize_to_input
-from cxr_desktop.core.resources import default_model_dir
 
 
 def box(gray: np.ndarray, corners: tuple[float, float, float, float], level: int) -> np.ndarray:
@@ -27,15 +24,8 @@ def box(gray: np.ndarray, corners: tuple[float, float, float, float], level: int
 HEART = (0.42, 0.52, 0.70, 0.74)  # scripts/film_changes.py's box over the heart
 
 
-@pytest.fixture(scope="module")
-def films(nih_sample):
-    spec = read_card(default_model_dir()).spec
-    sources = sorted((nih_sample / "images").glob("*.png"))[:24]
-    return [cv2.imread(str(path), cv2.IMREAD_GRAYSCALE) for path in sources], spec
-
-
-def test_real_films_pass_and_a_light_box_over_the_heart_is_found(films):
-    grays, spec = films
+def test_real_films_pass_and_a_light_box_over_the_heart_is_found(nih_films):
+    grays, spec = nih_films
     for gray in grays:
         assert covering_box(resize_to_input(gray, spec)) is None
         found = covering_box(resize_to_input(box(gray, HEART, 200), spec))
@@ -45,11 +35,11 @@ def test_real_films_pass_and_a_light_box_over_the_heart_is_found(films):
         assert abs(x - 0.42 * size) < 6 and abs((x + w) - 0.70 * size) < 6 and abs(y - 0.52 * size) < 6
 
 
-def test_a_black_box_on_the_film_is_found_and_dark_background_is_not(films):
+def test_a_black_box_on_the_film_is_found_and_dark_background_is_not(nih_films):
     """A black box (a redaction) over the heart lies well inside the film with lighter film all round; dark
     flat areas at or near the edges (a margin, a frame, a band) and darks clipped to black are background; a box
     that reaches the film's edge is a margin; text and small markers are not boxes."""
-    grays, spec = films
+    grays, spec = nih_films
     for gray in grays[:6]:
         assert covering_box(resize_to_input(box(gray, HEART, 0), spec)) is not None
         for level in (0, 200):

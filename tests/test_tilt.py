@@ -6,13 +6,10 @@ import csv
 
 import cv2
 import numpy as np
-import pytest
 
 from cxr_desktop.cli import main as triage_main
-from cxr_desktop.core.card import read_card
 from cxr_desktop.core.guard import OK
 from cxr_desktop.core.preprocess import resize_to_input
-from cxr_desktop.core.resources import default_model_dir
 from cxr_desktop.core.tilt import TILTED, turned_angle
 
 
@@ -30,15 +27,8 @@ def turn(gray: np.ndarray, degrees: float, fill: int = 0, expand: bool = False) 
     return cv2.warpAffine(gray, matrix, size, flags=cv2.INTER_LINEAR, borderValue=fill)
 
 
-@pytest.fixture(scope="module")
-def films(nih_sample):
-    spec = read_card(default_model_dir()).spec
-    sources = sorted((nih_sample / "images").glob("*.png"))[:24]
-    return [cv2.imread(str(path), cv2.IMREAD_GRAYSCALE) for path in sources], spec
-
-
-def test_real_films_pass_and_films_turned_by_15_degrees_are_found_with_their_angle(films):
-    grays, spec = films
+def test_real_films_pass_and_films_turned_by_15_degrees_are_found_with_their_angle(nih_films):
+    grays, spec = nih_films
     for degrees in (15.0, -15.0):
         angles = [turned_angle(resize_to_input(turn(gray, degrees), spec)) for gray in grays]
         found = [angle for angle in angles if angle is not None]
@@ -47,8 +37,8 @@ def test_real_films_pass_and_films_turned_by_15_degrees_are_found_with_their_ang
     assert [turned_angle(resize_to_input(gray, spec)) for gray in grays] == [None] * len(grays)
 
 
-def test_any_fill_any_canvas_a_frame_and_jpeg(films):
-    grays, spec = films
+def test_any_fill_any_canvas_a_frame_and_jpeg(nih_films):
+    grays, spec = nih_films
     for gray in grays[:4]:
         wide = cv2.resize(gray, (gray.shape[1], gray.shape[0] * 2 // 3), interpolation=cv2.INTER_AREA)
         framed = cv2.copyMakeBorder(turn(gray, 10), 8, 8, 8, 8, cv2.BORDER_CONSTANT, value=255)
@@ -58,11 +48,11 @@ def test_any_fill_any_canvas_a_frame_and_jpeg(films):
             assert turned_angle(resize_to_input(film, spec)) is not None
 
 
-def test_mirror_symmetric_dark_corners_a_shutter_and_one_wedge_are_not_a_turn(films):
+def test_mirror_symmetric_dark_corners_a_shutter_and_one_wedge_are_not_a_turn(nih_films):
     """Dark background beside a patient makes wedges left and right alike, which no turn does; so does a
     shutter cutting every corner alike (whose opposite corners agree as a turn's do); one wedge alone (a cut
     corner, a label) is not a turn either."""
-    grays, spec = films
+    grays, spec = nih_films
     for gray in grays[:6]:
         h, w = gray.shape
         left = np.array([[0, h // 2], [0, h - 1], [w // 5, h - 1]], np.int32)
