@@ -1,12 +1,10 @@
 """Issue 21 item 7: a box drawn over the heart took the urgent flag from real films with the guard's "ok". The
 pixel check of core.occlusion names it instead, through `cxr-triage`, and real films without one pass."""
 
-import csv
-
 import cv2
 import numpy as np
+from changed_films import triage_upright_and_changed
 
-from cxr_desktop.cli import main as triage_main
 from cxr_desktop.core.guard import OK
 from cxr_desktop.core.occlusion import BOXED, covering_box
 from cxr_desktop.core.preprocess import resize_to_input
@@ -53,17 +51,6 @@ def test_a_black_box_on_the_film_is_found_and_dark_background_is_not(nih_films):
 
 
 def test_a_boxed_film_is_named_and_never_flagged_urgent(nih_sample, tmp_path):
-    sources = sorted((nih_sample / "images").glob("*.png"))[:6]
-    for source in sources:
-        gray = cv2.imread(str(source), cv2.IMREAD_GRAYSCALE)
-        cv2.imwrite(str(tmp_path / f"{source.stem}-upright.png"), gray)
-        cv2.imwrite(str(tmp_path / f"{source.stem}-boxed.png"), box(gray, HEART, 200))
-    out = tmp_path / "triage.csv"
-    assert triage_main([str(tmp_path), "--out", str(out), "--quiet", "--device", "cpu"]) == 0
-    with open(out, newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    boxed = [r for r in rows if r["path"].endswith("-boxed.png")]
-    upright = [r for r in rows if r["path"].endswith("-upright.png")]
-    assert len(boxed) == len(upright) == len(sources)
+    boxed, upright = triage_upright_and_changed(nih_sample, tmp_path, lambda gray: box(gray, HEART, 200), 6)
     assert all(r["quality"] == BOXED and r["urgent"] == "0" and r["priority"] != "urgent" for r in boxed)
     assert sum(r["quality"] == OK for r in upright) >= 5

@@ -2,12 +2,10 @@
 check of core.tilt names a film stored at an angle on a filled canvas, through `cxr-triage`, and real films
 (whose dark background beside the patient also makes corner wedges, mirror-symmetric ones) pass."""
 
-import csv
-
 import cv2
 import numpy as np
+from changed_films import triage_upright_and_changed
 
-from cxr_desktop.cli import main as triage_main
 from cxr_desktop.core.guard import OK
 from cxr_desktop.core.preprocess import resize_to_input
 from cxr_desktop.core.tilt import TILTED, turned_angle
@@ -71,18 +69,7 @@ def test_mirror_symmetric_dark_corners_a_shutter_and_one_wedge_are_not_a_turn(ni
 
 
 def test_a_turned_film_is_named_and_never_flagged_urgent(nih_sample, tmp_path):
-    sources = sorted((nih_sample / "images").glob("*.png"))[:4]
-    for source in sources:
-        gray = cv2.imread(str(source), cv2.IMREAD_GRAYSCALE)
-        cv2.imwrite(str(tmp_path / f"{source.stem}-upright.png"), gray)
-        cv2.imwrite(str(tmp_path / f"{source.stem}-turned.png"), turn(gray, 15))
-    out = tmp_path / "triage.csv"
-    assert triage_main([str(tmp_path), "--out", str(out), "--quiet", "--device", "cpu"]) == 0
-    with open(out, newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    turned = [r for r in rows if r["path"].endswith("-turned.png")]
-    upright = [r for r in rows if r["path"].endswith("-upright.png")]
-    assert len(turned) == len(upright) == len(sources)
+    turned, upright = triage_upright_and_changed(nih_sample, tmp_path, lambda gray: turn(gray, 15), 4)
     assert all(r["quality"] not in (OK, "") and r["urgent"] == "0" and r["priority"] != "urgent" for r in turned)
     assert sum(r["quality"] == TILTED for r in turned) >= 3  # the guard may name one first
     assert sum(r["quality"] == OK for r in upright) >= 3
