@@ -37,7 +37,8 @@ ORDER_NOTE = (
     "marked WAITED), then flagged studies (\u201cSuspected cardiomegaly\u201d) by score, highest first, with a "
     "score bar whose tick is the threshold, then \u201cCheck film\u201d studies by score: a score at or "
     "above the threshold on a film the input check doubts (rotated, inverted, mirrored, not a chest film, a box "
-    "drawn over it, turned or collimated at an angle), shown with the reason; then the rest in arrival order. A lateral view is outside the model's scope and stays routine. "
+    "drawn over it, turned or collimated at an angle), shown with the reason; then the rest in arrival order. "
+    "A lateral view is outside the model's scope and stays routine. "
     "The <i>Operating point</i> menu sets the score threshold that flags a study."
 )
 SCORE_NOTE = (
