@@ -5,9 +5,11 @@ import cv2
 import numpy as np
 from changed_films import triage_upright_and_changed
 
+from cxr_desktop.core.card import read_card
 from cxr_desktop.core.guard import OK
 from cxr_desktop.core.occlusion import BOXED, covering_box
 from cxr_desktop.core.preprocess import resize_to_input
+from cxr_desktop.core.resources import default_model_dir
 
 
 def box(gray: np.ndarray, corners: tuple[float, float, float, float], level: int) -> np.ndarray:
@@ -54,3 +56,15 @@ def test_a_boxed_film_is_named_and_never_flagged_urgent(nih_sample, tmp_path):
     boxed, upright = triage_upright_and_changed(nih_sample, tmp_path, lambda gray: box(gray, HEART, 200), 6)
     assert all(r["quality"] == BOXED and r["urgent"] == "0" and r["priority"] != "urgent" for r in boxed)
     assert sum(r["quality"] == OK for r in upright) >= 5
+
+
+def test_a_clipped_dark_lung_cut_into_blocks_by_jpeg_is_not_a_box(nih_sample):
+    """Real films whose darks were clipped to black and then saved as JPEG: the 8 x 8 blocks cut the black lung
+    into flat rectangles, lighter film around them; a piece of a larger dark area is not a box (found by a
+    red-team pass; before the rule each of these was named)."""
+    spec = read_card(default_model_dir()).spec
+    for name, below, quality in (("00011254_000.png", 60, 50), ("00013751_000.png", 90, 75)):
+        gray = cv2.imread(str(nih_sample / "images" / name), cv2.IMREAD_GRAYSCALE)
+        clipped = np.where(gray < below, 0, gray).astype(np.uint8)
+        encoded = cv2.imencode(".jpg", clipped, [cv2.IMWRITE_JPEG_QUALITY, quality])[1]
+        assert covering_box(resize_to_input(cv2.imdecode(encoded, cv2.IMREAD_GRAYSCALE), spec)) is None, name

@@ -8,7 +8,8 @@ input: pixels whose whole neighbourhood has one grey level, grouped into regions
 large, nearly rectangular and clear of the image's edges. A dark one (at the film's darkest grey levels) may be
 background: a margin, a collimated or scanned film's frame, a saturated gap beside the body. It counts only well
 inside the film (``DARK_CLEARANCE`` from every edge) and surrounded by film clearly lighter than itself
-(``DARK_STEP``), as a black box (a redaction) over the film is and background is not. Measured on real films and
+(``DARK_STEP``), ending at its own edge (``DARK_REACH``), as a black box (a redaction) over the film is and
+background, or a clipped dark lung cut into blocks by JPEG, is not. Measured on real films and
 boxes in docs/robustness.md.
 """
 
@@ -26,6 +27,7 @@ DARK_PERCENTILE, DARK_MARGIN = 5, 8  # a region at or below the film's 5th perce
 DARK_CLEARANCE = 0.08  # of the shorter side: a dark box lies at least this far from every edge
 DARK_STEP = 30  # grey levels: the film around a dark box (RING pixels outside it) is at least this much lighter
 RING = (4, 8)  # pixels outside a region's flat core: from the box's own edge to its surroundings
+DARK_REACH = 5  # pixels: the dark pixels (its level + 2) joined to a dark box end this close to its flat core
 
 
 def covering_box(image: np.ndarray) -> tuple[int, int, int, int] | None:
@@ -60,4 +62,17 @@ def _dark_box_on_film(image: np.ndarray, core: tuple[int, int, int, int], level:
     around = np.zeros(image.shape, bool)
     around[max(0, y - far) : y + h + far, max(0, x - far) : x + w + far] = True
     around[max(0, y - near) : y + h + near, max(0, x - near) : x + w + near] = False
-    return float(np.median(image[around])) >= level + DARK_STEP
+    if not around.any() or float(np.median(image[around])) < level + DARK_STEP:
+        return False
+    return _ends_at_its_edge(image, core, level)
+
+
+def _ends_at_its_edge(image: np.ndarray, core: tuple[int, int, int, int], level: int) -> bool:
+    """Whether the dark pixels joined to a dark region end within ``DARK_REACH`` of its flat core, as a box's
+    do: a flat piece of a larger dark area (a clipped lung cut into blocks by JPEG) is not a box."""
+    x, y, w, h = core
+    top, left = max(0, y - DARK_REACH - 1), max(0, x - DARK_REACH - 1)
+    window = image[top : y + h + DARK_REACH + 1, left : x + w + DARK_REACH + 1] <= level + 2
+    _count, labels = cv2.connectedComponents(window.astype(np.uint8), connectivity=4)
+    joined = labels == labels[y - top + h // 2, x - left + w // 2]
+    return not (joined[0].any() or joined[-1].any() or joined[:, 0].any() or joined[:, -1].any())
