@@ -95,6 +95,11 @@ def jpeg(change: Change, quality: int) -> Change:
     return changed
 
 
+def clipped_darks(gray: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Every grey level below 60 set to black (a heavy window on export)."""
+    return np.where(gray < 60, 0, gray).astype(np.uint8)
+
+
 def white_frame(gray: np.ndarray, fraction: float) -> np.ndarray:
     width = round(fraction * gray.shape[0])
     return cv2.copyMakeBorder(gray, width, width, width, width, cv2.BORDER_CONSTANT, value=255)
@@ -132,7 +137,10 @@ CHANGES: dict[str, Change] = {
     "corners cut alike (31 x 8 % of the sides)": corner_cuts(0.31, 0.08),
     "two opposite corners cut (8 x 78 %)": corner_cuts(0.08, 0.78, corners=2),
     "one corner cut (52 x 10 %)": corner_cuts(0.52, 0.10, corners=1),
-    "darks below 60 clipped to black": lambda gray, rng: np.where(gray < 60, 0, gray).astype(np.uint8),
+    "darks below 60 clipped to black": clipped_darks,
+    "saved as JPEG quality 50": jpeg(lambda gray, rng: gray, 50),
+    "saved as JPEG quality 20": jpeg(lambda gray, rng: gray, 20),
+    "darks below 60 clipped, then JPEG quality 50": jpeg(clipped_darks, 50),
 }
 
 
