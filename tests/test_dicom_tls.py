@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from dicom_peers import make_ca, make_cert, openssl, require_tool, storescp, wait_for
 
-from cxr_desktop.network.node import DicomNode, NodeConfig, client_tls_context, tls_context
+from cxr_desktop.network.node import DicomNode, NodeConfig
 from cxr_desktop.network.outbox import Destination, Outbox, encode
 from cxr_desktop.network.tls_files import CLI_LABELS, TlsFiles
 from cxr_desktop.studies.synthetic import build_dataset, synthetic_chest
@@ -23,7 +23,7 @@ def tls_node(tmp_path):
     ca = make_ca(tmp_path, "hospital")
     server_key, server_cert = make_cert(tmp_path, "cxr-node", ca)
     config = NodeConfig(
-        "CXRTRIAGE", 0, tmp_path / "store", "127.0.0.1", tls=tls_context(server_cert, server_key, ca[1])
+        "CXRTRIAGE", 0, tmp_path / "store", "127.0.0.1", tls=TlsFiles(server_cert, server_key, ca[1]).node_context()
     )
     node = DicomNode(config, TriageSession())
     node.start()
@@ -79,7 +79,7 @@ def test_results_go_over_tls_only_to_a_pacs_whose_certificate_the_ca_signed(tmp_
             "CXRTRIAGE",
             min_delay_s=0.2,
             max_delay_s=0.5,
-            tls=client_tls_context(ca[1], node_cert, node_key),
+            tls=TlsFiles(node_cert, node_key, send_ca=ca[1]).sending_context(True),
         )
         _queued_result(outbox)
         outbox.start()

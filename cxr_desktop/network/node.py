@@ -88,37 +88,9 @@ class NodeConfig:
     host: str = "0.0.0.0"
     allowed_aes: list[str] = field(default_factory=list)
     max_pdu: int = 0  # 0: unlimited (pynetdicom's default is 16 kB)
-    tls: ssl.SSLContext | None = None  # DICOM TLS (PS3.15 Annex B): see ``tls_context``
+    tls: ssl.SSLContext | None = None  # DICOM TLS (PS3.15 Annex B): ``tls_files.TlsFiles.node_context``
     # associations served at once; one more is rejected (transient, "local limit exceeded"): the sender retries
     max_associations: int = 10
-
-
-def refuse_passphrase() -> str:
-    """The password callback of ``load_cert_chain``: without one, OpenSSL asks for an encrypted key's passphrase
-    on the terminal, which blocks a node (or the app) started from one."""
-    raise ValueError("the private key is encrypted: give an unencrypted PEM key, readable only by the node's user")
-
-
-def tls_context(cert: Path, key: Path, ca: Path | None = None) -> ssl.SSLContext:
-    """The node's TLS: its certificate and private key (PEM); with ``ca`` (PEM bundle) only peers presenting a
-    certificate signed by it may connect (mutual TLS, as the BCP 195 profiles expect). TLS 1.2 at least."""
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(ca) if ca else None)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(str(cert), str(key), password=refuse_passphrase)
-    if ca is not None:
-        context.verify_mode = ssl.CERT_REQUIRED
-    return context
-
-
-def client_tls_context(ca: Path, cert: Path | None = None, key: Path | None = None) -> ssl.SSLContext:
-    """TLS for the associations this node opens (sending results): the destination must present a
-    certificate signed by ``ca`` (PEM) for the host name or address it is reached at; with ``cert`` and
-    ``key`` this node presents its own (mutual TLS). TLS 1.2 at least."""
-    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(ca))
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    if cert is not None and key is not None:
-        context.load_cert_chain(str(cert), str(key), password=refuse_passphrase)
-    return context
 
 
 @dataclass

@@ -7,8 +7,8 @@ as long as it takes, across restarts of the node: the files stay until sent.
 Nothing is lost: a result is in the outbox (fsynced) before the study counts as done. Nothing is sent twice,
 with one exception that no sender can avoid without the receiver's help: a node killed after the destination
 stored an object and before its file was deleted sends it again after the restart; the object has the same SOP
-Instance UID, so the PACS keeps one copy. With ``tls`` (``node.client_tls_context``) every association is DICOM
-TLS and the destination's certificate is checked against the given CA and its host name or address."""
+Instance UID, so the PACS keeps one copy. With ``tls`` (``tls_files.TlsFiles.sending_context``) every association
+is DICOM TLS and the destination's certificate is checked against the given CA and its host name or address."""
 
 from __future__ import annotations
 

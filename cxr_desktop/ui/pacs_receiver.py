@@ -8,6 +8,7 @@ destinations once a study is scored, through the same persistent outbox; the set
 from __future__ import annotations
 
 import logging
+import ssl
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,11 +100,11 @@ class ReceiverSettings:
             cert=path(self.tls_cert), key=path(self.tls_key), ca=path(self.tls_ca), send_ca=path(self.send_tls_ca)
         )
 
-    def check(self) -> None:
-        """``ValueError`` saying what is wrong with the destinations or the TLS files (nothing is started)."""
+    def network(self) -> tuple[list[Destination], ssl.SSLContext | None, ssl.SSLContext | None]:
+        """The result destinations, the node's TLS and the TLS for sending results (None: plain DICOM);
+        ``ValueError`` saying what is wrong with them (nothing is started)."""
         destinations = [Destination.parse(text) for text in self.destinations]
-        self.tls.node_context()
-        self.tls.sending_context(bool(destinations))
+        return destinations, self.tls.node_context(), self.tls.sending_context(bool(destinations))
 
 
 class PacsReceiver(QObject):
@@ -125,8 +126,7 @@ class PacsReceiver(QObject):
     def start(self, config: ReceiverSettings) -> None:
         """Listen with ``config`` (a running node is stopped first). ``ValueError`` / ``OSError`` say why not."""
         self.stop()
-        destinations = [Destination.parse(text) for text in config.destinations]
-        tls, send_tls = config.tls.node_context(), config.tls.sending_context(bool(destinations))
+        destinations, tls, send_tls = config.network()
         store = config.store_folder
         self.outbox = Outbox(store / OUTBOX, destinations, config.ae_title, tls=send_tls) if destinations else None
         self.sink = ResultSink(None, self.outbox, store / LEDGER)
@@ -216,7 +216,7 @@ class ReceiverDialog(QDialog):
         config = self.settings()
         try:
             if config.enabled:
-                config.check()
+                config.network()
         except ValueError as exc:
             self.problem.setText(f"Cannot use these settings: {exc}")
             self.problem.show()
