@@ -6,10 +6,10 @@ with the shipped model:
 worklist.png and worklist-1280x800.png (the demo triaged, the top study selected with its heatmap),
 heatmap.png (the viewer and the findings of that study), help.png (Help > Keys and gestures, F1),
 input-check.png (a demo film turned 90° and one inverted, which the input guard doubts, and one with a box
-drawn over the heart, which the box check names; boxed-film.png shows that one selected), refused-file.png (a
-file that is not a chest radiograph, selected: by default the CT slice of ../shared/data/dicom, else a
-generated one) and ai-off.png (no model could be loaded). The app's settings (splitter, text size) are a
-fresh file's, not the user's.
+drawn over the heart and one stored turned by 15°, which the pixel checks name; boxed-film.png and
+turned-film.png show those selected), refused-file.png (a file that is not a chest radiograph, selected: by
+default the CT slice of ../shared/data/dicom, else a generated one) and ai-off.png (no model could be loaded).
+The app's settings (splitter, text size) are a fresh file's, not the user's.
 """
 
 from __future__ import annotations
@@ -147,15 +147,9 @@ def main(argv: list[str] | None = None) -> int:
 
         doubted = doubtful_films(Path(tmp))
         window = open_window(app, Path(tmp) / "r3.sqlite3", [str(demo_dir()), *map(str, doubted)])
-        index = next(i for i, row in enumerate(window.model.visible) if row.path == doubted[0])
-        select(app, window, index, heatmap=False)
-        window.grab().save(str(args.out / "input-check.png"))
-        index = next(i for i, row in enumerate(window.model.visible) if row.path == doubted[2])
-        select(app, window, index, heatmap=False)
-        window.grab().save(str(args.out / "boxed-film.png"))
-        index = next(i for i, row in enumerate(window.model.visible) if row.path == doubted[3])
-        select(app, window, index, heatmap=False)
-        window.grab().save(str(args.out / "turned-film.png"))
+        for film, name in ((doubted[0], "input-check"), (doubted[2], "boxed-film"), (doubted[3], "turned-film")):
+            select(app, window, next(i for i, row in enumerate(window.model.visible) if row.path == film), False)
+            window.grab().save(str(args.out / f"{name}.png"))
         window.close()
 
         window = open_window(app, Path(tmp) / "r4.sqlite3", [str(demo_dir())], model=Path(tmp) / "no-model")
